@@ -1,0 +1,58 @@
+"""The `artconv` command. Each engine's commands live in their own module here; this one
+assembles them and turns user errors into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import warnings
+
+import typer
+
+from artconv import __version__
+from artconv.cli.common import console, state
+from artconv.errors import ArtconvError
+
+app = typer.Typer(
+    name="artconv", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False, rich_markup_mode="rich",
+    help="Deep Dream, neural style transfer and per-pixel features from named VGG layers.")
+
+COMMAND_MODULES = ("core", "style", "dream", "features", "batch")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"artconv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    state.debug = debug
+
+
+for _name in COMMAND_MODULES:
+    if importlib.util.find_spec(f"artconv.cli.{_name}") is not None:  # TODO(lead): strict
+        importlib.import_module(f"artconv.cli.{_name}").register(app)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: typer handles usage errors (exit 2); ArtconvError is one red line."""
+    warnings.showwarning = _show_warning
+    try:
+        app(args=argv)
+    except ArtconvError as exc:
+        if state.debug:
+            raise
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

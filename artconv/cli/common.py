@@ -1,0 +1,131 @@
+"""What every command shares: the console, `--quiet/--json/--preset`, and the flags that are
+generated from an engine's options dataclass (so help text and defaults never drift)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import enum
+
+import typer
+from rich.console import Console
+
+from artconv.options import base_type, flag, literal_choices
+
+console = Console(stderr=True)
+stdout = Console()
+
+
+@dataclass
+class State:
+    debug: bool = False
+
+
+state = State()
+
+
+@dataclass
+class Ui:
+    """Per-invocation output switches."""
+
+    quiet: bool = False
+    json: bool = False
+
+    def say(self, message: str) -> None:
+        if not self.quiet and not self.json:
+            console.print(message, highlight=False)
+
+    def result(self, data: dict[str, Any]) -> None:
+        if self.json:
+            stdout.print_json(json.dumps(data, default=str))
+
+
+def option_parameters(cls: type, *, exclude: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """One typer option per dataclass field. Defaults are None (= not given) so a preset's
+    values survive unless the user names the flag; the real default is shown in the help."""
+    hints = typing.get_type_hints(cls)
+    params = []
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.metadata.get("cli", True):
+            continue
+        tp, _ = base_type(hints[f.name])
+        default_text = _default_text(f.default)
+        names = [flag(f.name)] + ([f.metadata["short"]] if f.metadata.get("short") else [])
+        kwargs: dict[str, Any] = {"help": f.metadata.get("help", ""),
+                                  "show_default": default_text, "rich_help_panel":
+                                  "Engine options" if f.name not in _CORE else "Network"}
+        choices = literal_choices(tp)
+        if choices:  # an Enum works on every typer version (Literal needs a recent one)
+            annotation: Any = Optional[  # noqa: UP045 - typer needs the typing form
+                enum.Enum(f"{cls.__name__}_{f.name}", {str(c): str(c) for c in choices})]
+        elif tp is bool:
+            annotation = Optional[bool]  # noqa: UP045
+            names = [f"{flag(f.name)}/--no-{flag(f.name)[2:]}"]
+        elif tp in (int, float):
+            annotation = Optional[tp]  # noqa: UP045
+        else:  # str, tuples (comma-separated), paths
+            annotation = Optional[str]  # noqa: UP045
+            if typing.get_origin(tp) is tuple:
+                kwargs["help"] += " Comma-separated."
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=typer.Option(None, *names, **kwargs),
+                                        annotation=annotation))
+    return params
+
+
+_CORE = {"arch", "weights", "preprocess", "pooling", "avg_rescale", "backbone", "device",
+         "precision", "seed"}
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) \
+        else str(value)
+
+
+def ui_parameters(json_flag: bool = True) -> list[inspect.Parameter]:
+    params = [
+        inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],  # noqa: UP045
+                          default=typer.Option(None, "--preset", "-p",
+                                               help="Named preset (see `artconv presets`); "
+                                                    "explicit options override it.")),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--quiet", "-q",
+                                               help="No progress display.")),
+    ]
+    if json_flag:
+        params.append(inspect.Parameter(
+            "json_out", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+            default=typer.Option(False, "--json", help="Print results as JSON on stdout.")))
+    return params
+
+
+def command(app: typer.Typer, name: str, fn: Callable[..., Any],
+            params: list[inspect.Parameter], help: str) -> None:
+    """Register `fn(**kwargs)` under `name` with an explicit, generated signature."""
+
+    def wrapper(**kwargs: Any) -> Any:
+        return fn(**kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    wrapper.__doc__ = help
+    wrapper.__name__ = name.replace("-", "_")
+    app.command(name, help=help)(wrapper)
+
+
+def split_options(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop the dataclass fields out of a command's kwargs (those still None were not given)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: _plain(kwargs.pop(k)) for k in list(kwargs) if k in names}
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value

@@ -1,0 +1,89 @@
+"""`artconv layers`, `artconv recipe`, `artconv presets`: looking at the network and outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from artconv.cli.common import stdout
+from artconv.options import CoreOptions
+
+
+def layers(
+    arch: str = typer.Option("vgg19", "--arch", help="vgg16 or vgg19."),
+    pooling: str = typer.Option("max", "--pooling", help="max, avg, strided or none."),
+    size: int = typer.Option(224, "--size", min=1, help="Input size (square) for the sizes."),
+    backbone: Optional[str] = typer.Option(None, "--backbone",  # noqa: UP045
+                                           help="Describe an own FILE.py:FUNCTION instead."),
+    json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+) -> None:
+    """The named layers: kind, channels, downsampling, output size, receptive field, cost."""
+    import warnings
+
+    from artconv.core import FeatureExtractor
+
+    opts = CoreOptions.from_dict({"arch": arch, "pooling": pooling, "backbone": backbone,
+                                  "weights": "random"})
+    with warnings.catch_warnings():  # random weights are fine: only shapes are shown
+        warnings.simplefilter("ignore")
+        fx = FeatureExtractor.from_options(opts)
+    infos = fx.describe(size)
+    if json_out:
+        stdout.print_json(json.dumps([i.__dict__ for i in infos]))
+        return
+    title = f"{fx.identity.split(':')[0]}, pooling={pooling}, input {size}x{size}"
+    table = Table(title=title, title_justify="left")
+    for col, justify in [("layer", "left"), ("kind", "left"), ("channels", "right"),
+                         ("down", "right"), ("output", "right"), ("RF px", "right"),
+                         ("GFLOP", "right"), ("cum. GFLOP", "right"), ("note", "left")]:
+        table.add_column(col, justify=justify)
+    total = 0.0
+    for i in infos:
+        total += i.gflops
+        table.add_row(i.name, i.kind, str(i.channels), f"x{i.stride}",
+                      f"{i.width}x{i.height}", str(i.receptive_field),
+                      f"{i.gflops:.2f}" if i.gflops else "", f"{total:.1f}", i.note)
+    stdout.print(table)
+    caption = f"forward to the last layer: {total:.1f} GFLOP"
+    if pooling == "strided":
+        caption += ("; strided = pools removed, next conv strides 2 with its ImageNet weights"
+                    " (aliased subsampling, not a trained all-conv net)")
+    if pooling == "none":
+        caption += "; none = a-trous: full resolution everywhere, exact on the stride grid"
+    stdout.print(caption, highlight=False)
+
+
+def recipe(path: Path = typer.Argument(..., help="An image artconv wrote.")) -> None:
+    """Print the recipe (options, seed, weights, versions) stored in an output image."""
+    from artconv.imageio import read_recipe
+
+    stdout.print_json(json.dumps(read_recipe(path)))
+
+
+def presets(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """List the named presets in styles/ with their one-line descriptions."""
+    from artconv.presets import list_presets
+
+    found = list_presets()
+    if json_out:
+        stdout.print_json(json.dumps([{"name": p.name, "engine": p.engine,
+                                       "description": p.description, "path": str(p.path),
+                                       "options": p.options, "images": list(p.images)}
+                                      for p in found]))
+        return
+    table = Table(title="presets (use with --preset NAME)", title_justify="left")
+    for col in ("name", "engine", "description"):
+        table.add_column(col)
+    for p in found:
+        table.add_row(p.name, p.engine, p.description)
+    stdout.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("layers")(layers)
+    app.command("recipe")(recipe)
+    app.command("presets")(presets)

@@ -1,0 +1,319 @@
+"""The feature core: a network whose layers are asked for by name and captured in one pass.
+
+    fx = FeatureExtractor.vgg("vgg19", weights="imagenet", pooling="avg")
+    maps = fx(image, ["relu1_1", "relu4_2"])      # {name: tensor}; nothing past relu4_2 runs
+
+Inputs are always RGB in [0, 1]; the extractor applies the normalisation its weights expect.
+Own networks plug in as a `Backbone` (an nn.Sequential of named layers plus its
+normalisation), so every engine works on them unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from artconv import pooling as pooling_mod
+from artconv import vgg, weights as weights_mod
+from artconv.errors import ArtconvError
+from artconv.weights import Normalization, Normalize
+
+
+@dataclass
+class Backbone:
+    """An own network for artconv.
+
+    `layers`: an nn.Sequential whose children are the named layers (conv, activation,
+    pool, ...), each taking and returning an NCHW tensor. `normalization`: how RGB in
+    [0, 1] is turned into the network's input (default: used as is).
+    """
+
+    layers: nn.Sequential
+    normalization: Normalization = field(default_factory=Normalization)
+    name: str = "custom"
+
+    @classmethod
+    def coerce(cls, model: Any, name: str = "custom") -> Backbone:
+        if isinstance(model, Backbone):
+            return model
+        if isinstance(model, nn.Sequential):
+            return cls(model, Normalization(), name)
+        raise ArtconvError(f"{name}: expected an nn.Sequential or artconv.Backbone, "
+                           f"got {type(model).__name__}")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of `artconv layers`: what a named layer is and what it sees."""
+
+    name: str
+    index: int
+    kind: str
+    channels: int
+    stride: int  # total downsampling factor at this layer's output
+    receptive_field: int  # in input pixels
+    height: int
+    width: int
+    gflops: float  # multiply-adds x 2 of this layer at the given input size
+    note: str = ""
+
+
+class FeatureExtractor(nn.Module):
+    """Captures any set of named layers in one forward pass, cut after the deepest one.
+
+    Each named layer carries one permanent forward hook that stores its output when the
+    layer is in the current request, so captures, user hooks (`add_hook`) and the cut all
+    act on the same modules. Parameters are frozen and the network stays in eval mode.
+    """
+
+    def __init__(self, backbone: Backbone | nn.Sequential, pooling: str = "max", *,
+                 avg_rescale: bool = False, identity: str | None = None) -> None:
+        super().__init__()
+        backbone = Backbone.coerce(backbone)
+        self.pooling = pooling
+        self.identity = identity or backbone.name
+        self.normalize = Normalize(backbone.normalization)
+        self.net = pooling_mod.apply_pooling(backbone.layers, pooling)
+        self.avg_scales: dict[str, float] = {}
+        if pooling == "avg" and avg_rescale:
+            self.avg_scales = pooling_mod.calibrate_avg_scales(
+                backbone.layers, self.net, self.normalize)
+        self.layer_names: list[str] = [name for name, _ in self.net.named_children()]
+        self._index = {name: i for i, name in enumerate(self.layer_names)}
+        self._wanted: set[str] = set()
+        self._captured: dict[str, torch.Tensor] = {}
+        for name, module in self.net.named_children():
+            module.register_forward_hook(self._capture_hook(name))
+        self.requires_grad_(False)
+        self.eval()
+
+    # -- construction ----------------------------------------------------------------
+    @classmethod
+    def vgg(cls, arch: str = "vgg19", weights: str = "imagenet", pooling: str = "max", *,
+            preprocess: str = "auto", seed: int = 0, avg_rescale: bool = False
+            ) -> FeatureExtractor:
+        """VGG16/VGG19 with conventional layer names and the chosen weights."""
+        features = vgg.build_features(arch)
+        loaded = weights_mod.resolve(arch, weights, preprocess)
+        if loaded.state is None:
+            weights_mod.random_init(features, seed)
+        else:
+            weights_mod.load_into(features, arch, loaded.state, weights)
+        identity = f"{arch}:{loaded.identity}" + (f":seed{seed}" if loaded.state is None else "")
+        return cls(Backbone(features, loaded.normalization, arch), pooling,
+                   avg_rescale=avg_rescale, identity=identity)
+
+    @classmethod
+    def from_options(cls, options: Any) -> FeatureExtractor:
+        """Build from any engine's options (`artconv.options.CoreOptions`)."""
+        if options.backbone:
+            backbone = load_backbone(options.backbone)
+            return cls(backbone, options.pooling, avg_rescale=options.avg_rescale,
+                       identity=f"backbone:{options.backbone}")
+        return cls.vgg(options.arch, options.weights, options.pooling,
+                       preprocess=options.preprocess, seed=options.seed,
+                       avg_rescale=options.avg_rescale)
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        # Always eval: BatchNorm in an own backbone must keep its running statistics.
+        return super().train(False)
+
+    # -- layers ------------------------------------------------------------------------
+    def check_layers(self, layers: Iterable[str]) -> list[str]:
+        """The names, in network order; unknown ones are an error listing the valid ones."""
+        layers = list(dict.fromkeys(layers))
+        for name in layers:
+            if name not in self._index:
+                raise ArtconvError(f"unknown layer {name!r} for {self.identity.split(':')[0]} "
+                                   f"(valid: {', '.join(self.layer_names)})")
+        return sorted(layers, key=self._index.__getitem__)
+
+    def module(self, name: str) -> nn.Module:
+        self.check_layers([name])
+        return self.net[self._index[name]]
+
+    def channels(self, name: str) -> int:
+        return {i.name: i.channels for i in self.describe(64)}[name]
+
+    def describe(self, size: int | tuple[int, int] = 224) -> list[LayerInfo]:
+        """Each layer's kind, channels, stride, receptive field, output size and cost."""
+        return describe(self.net, size, scales=self.avg_scales)
+
+    def min_size(self, layers: Iterable[str]) -> int:
+        """The smallest square input for which every requested layer has at least 1 px."""
+        deepest = self.check_layers(layers)[-1]
+        lo = 1
+        while lo < 1 << 16:
+            infos = describe(self.net, lo, until=deepest)
+            if all(i.height >= 1 and i.width >= 1 for i in infos):
+                return lo
+            lo += 1
+        return lo
+
+    # -- running -----------------------------------------------------------------------
+    def forward(self, image: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        """{name: map} for RGB `image` in [0, 1] of shape (N,3,H,W); runs no layer past the
+        deepest requested one."""
+        names = self.check_layers(layers)
+        if not names:
+            return {}
+        self._check_size(image, names)
+        stop = self._index[names[-1]] + 1
+        self._wanted, self._captured = set(names), {}
+        try:
+            x = self.normalize(image)
+            for module in self.net[:stop]:
+                x = module(x)
+            return {name: self._captured[name] for name in names}
+        finally:
+            self._wanted, self._captured = set(), {}
+
+    def add_hook(self, name: str, hook: Callable[[nn.Module, Any, Any], Any]
+                 ) -> RemovableHandle:
+        """Attach a standard forward hook to a named layer (returning a value replaces the
+        layer's output, as in torch); call `.remove()` on the handle to detach it."""
+        return self.module(name).register_forward_hook(hook)
+
+    def _capture_hook(self, name: str) -> Callable:
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            if name in self._wanted:
+                self._captured[name] = output
+        return hook
+
+    def _check_size(self, image: torch.Tensor, names: Sequence[str]) -> None:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ArtconvError(f"expected an image batch of shape (N, 3, H, W), got "
+                               f"{tuple(image.shape)}")
+        h, w = image.shape[-2:]
+        infos = describe(self.net, (h, w), until=names[-1])
+        if any(i.height < 1 or i.width < 1 for i in infos):
+            need = self.min_size(names)
+            raise ArtconvError(f"image of {w}x{h} px is too small for layer {names[-1]}: "
+                               f"needs at least {need}x{need} px")
+
+
+# -- shapes, strides, receptive fields ------------------------------------------------------
+def describe(net: nn.Sequential, size: int | tuple[int, int], *, until: str | None = None,
+             scales: dict[str, float] | None = None) -> list[LayerInfo]:
+    """Walk the layers analytically (no forward pass), for the `layers` table and size checks.
+
+    Convolutions and pools change size, stride and receptive field by their own formulas;
+    every other layer is taken as elementwise (activations, norms, dropout).
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    channels, stride, rf = 3, 1, 1
+    infos = []
+    for index, (name, m) in enumerate(net.named_children()):
+        kind, note, flops = _kind(m), "", 0.0
+        if isinstance(m, nn.Conv2d):
+            k, s, d, p = m.kernel_size[0], m.stride[0], m.dilation[0], m.padding
+            p = p[0] if isinstance(p, tuple) else (d * (k - 1)) // 2
+            rf += (k - 1) * d * stride
+            h, w = (_conv_out(n, k, s, p, d) for n in (h, w))
+            flops = 2.0 * m.in_channels // m.groups * k * m.kernel_size[1] * m.out_channels \
+                * max(h, 0) * max(w, 0)
+            channels = m.out_channels
+            stride *= s
+            if s > 1 or d > 1:
+                note = f"stride {s}" if s > 1 else f"dilation {d}"
+        elif isinstance(m, pooling_mod.POOL_TYPES):
+            k, s = pooling_mod._pair(m.kernel_size)[0], pooling_mod._pair(m.stride)[0]
+            p = pooling_mod._pair(m.padding)[0]
+            rf += (k - 1) * stride
+            h, w = (_conv_out(n, k, s, p, 1, m.ceil_mode) for n in (h, w))
+            stride *= s
+            flops = float(channels * h * w * k * k)
+            scale = (scales or {}).get(name)
+            note = f"x{scale:.3f}" if scale else ""
+        elif isinstance(m, pooling_mod.DilatedPool2d):
+            rf += (m.kernel[0] - 1) * m.dilation * stride
+            flops = float(channels * h * w * m.kernel[0] * m.kernel[1])
+            note = f"stride 1, dilation {m.dilation}"
+        elif isinstance(m, pooling_mod.Subsample):
+            h, w = math.ceil(h / m.stride), math.ceil(w / m.stride)
+            stride *= m.stride
+            note = "subsample (no conv follows)"
+        elif isinstance(m, pooling_mod.RemovedPool):
+            note = f"removed; next conv strides {m.moved_stride}"
+        elif isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+            h, w = pooling_mod._pair(m.output_size)
+        elif isinstance(m, nn.BatchNorm2d):
+            channels = m.num_features
+        infos.append(LayerInfo(name, index, kind, channels, stride, rf, h, w, flops / 1e9,
+                               note))
+        if name == until:
+            break
+    return infos
+
+
+def _conv_out(n: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> int:
+    span = n + 2 * p - d * (k - 1) - 1
+    if span < 0:
+        return 0
+    out = (math.ceil if ceil else math.floor)(span / s) + 1
+    if ceil and (out - 1) * s >= n + p:  # torch drops a last window starting in the padding
+        out -= 1
+    return out
+
+
+def _kind(m: nn.Module) -> str:
+    if isinstance(m, nn.Conv2d):
+        return "conv"
+    if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh)):
+        return "relu" if isinstance(m, nn.ReLU) else type(m).__name__.lower()
+    if isinstance(m, nn.MaxPool2d):
+        return "max pool"
+    if isinstance(m, pooling_mod.ScaledAvgPool2d | nn.AvgPool2d):
+        return "avg pool"
+    if isinstance(m, pooling_mod.DilatedPool2d):
+        return f"{m.kind} pool"
+    if isinstance(m, pooling_mod.RemovedPool | pooling_mod.Subsample):
+        return "pool"
+    if isinstance(m, nn.BatchNorm2d):
+        return "batchnorm"
+    return type(m).__name__
+
+
+# -- own backbones ---------------------------------------------------------------------------
+def load_backbone(spec: str) -> Backbone:
+    """`FILE.py:FUNCTION` -> the Backbone that FUNCTION() returns.
+
+    Contract: FUNCTION takes no arguments and returns an nn.Sequential whose named children
+    are the layers (input RGB in [0, 1], no normalisation) or an `artconv.Backbone`
+    carrying its own normalisation. Pretrained weights are FUNCTION's business.
+    """
+    file, sep, func = spec.rpartition(":")
+    if not sep or not file or not func:
+        raise ArtconvError(f"--backbone {spec!r}: expected FILE.py:FUNCTION")
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise ArtconvError(f"{file}: no such backbone file (--backbone FILE.py:FUNCTION)")
+    module_name = f"artconv_backbone_{abs(hash(str(path.resolve())))}"
+    spec_obj = importlib.util.spec_from_file_location(module_name, path)
+    if spec_obj is None or spec_obj.loader is None:
+        raise ArtconvError(f"{file}: cannot import it as a Python file")
+    module = importlib.util.module_from_spec(spec_obj)
+    sys.path.insert(0, str(path.parent))  # let the file import its neighbours
+    try:
+        spec_obj.loader.exec_module(module)
+    except Exception as exc:
+        raise ArtconvError(f"{file}: failed to import ({type(exc).__name__}: {exc})") from exc
+    finally:
+        sys.path.remove(str(path.parent))
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise ArtconvError(f"{file}: has no function {func!r}")
+    try:
+        model = fn()
+    except Exception as exc:
+        raise ArtconvError(f"{file}:{func}() failed ({type(exc).__name__}: {exc})") from exc
+    return Backbone.coerce(model, name=f"{path.stem}:{func}")

@@ -1,0 +1,460 @@
+"""Image I/O for the whole project: load anything to an RGB float tensor, save atomically.
+
+Every image enters as a contiguous float32 ``(3, H, W)`` tensor, RGB in [0, 1], in sRGB, upright
+(EXIF orientation applied). Every file leaves through :func:`atomic_path`, so a crash or Ctrl-C
+never leaves a half-written output and never clobbers an input.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import ExifTags, Image, ImageCms, ImageOps, PngImagePlugin
+
+from artconv.errors import ArtconvError
+
+StrPath = str | os.PathLike[str]
+ImageSource = StrPath | Image.Image | np.ndarray | torch.Tensor
+
+DEFAULT_MAX_PIXELS: int = 100_000_000  # decompression-bomb / memory guard
+
+SAVE_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(SAVE_FORMATS) | {".bmp", ".gif"}
+RECIPE_KEY = "artconv-recipe"
+
+# Modes that np.array() turns into >8-bit integers or floats; they skip PIL's 8-bit conversions.
+_HIGH_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_image(
+    src: ImageSource, size: int | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
+    """Load ``src`` as a contiguous float32 ``(3, H, W)`` RGB tensor in [0, 1].
+
+    ``src`` may be a path, a PIL image, a numpy array (``(H, W)`` or ``(H, W, C)``; uint8,
+    uint16 or float in [0, 1]) or a tensor (``(C, H, W)``, ``(1, C, H, W)`` or ``(H, W)``),
+    with C of 1 (grey), 3 (RGB) or 4 (RGBA). EXIF orientation is applied, embedded ICC
+    profiles are converted to sRGB and 16-bit data keeps its precision.
+
+    Alpha is composited over white: transparent areas become white, like bare canvas under
+    the paint, rather than whatever colour happens to be stored under alpha 0.
+
+    If ``size`` is given, the image is resized so its longest side is ``size``.
+    Files over ``max_pixels`` are refused before their pixels are decoded.
+    """
+    if isinstance(src, str | os.PathLike):
+        with _open_image(src, max_pixels) as img:
+            _decode(img, src)
+            out = _pil_to_rgb(img, str(src))
+    elif isinstance(src, Image.Image):
+        name = getattr(src, "filename", "") or "image"
+        _check_pixels(name, src.size, max_pixels)
+        _decode(src, name)
+        out = _pil_to_rgb(src, name)
+    elif isinstance(src, np.ndarray):
+        out = _channels_to_rgb(_array_to_chw(src), "array")
+    elif isinstance(src, torch.Tensor):
+        out = _channels_to_rgb(_tensor_to_chw(src), "tensor")
+    else:
+        raise TypeError(f"load_image: cannot load a {type(src).__name__}")
+    if size is not None:
+        out = resize_longest(out, size)
+    return out.contiguous()
+
+
+def image_hw(path: StrPath) -> tuple[int, int]:
+    """``(H, W)`` of the image at ``path`` as :func:`load_image` would return it, from the header.
+
+    No pixels are decoded, so this is cheap and has no size limit; errors match load_image's.
+    """
+    with _open_image(path, max_pixels=None) as img:
+        w, h = img.size
+        # PngImageFile.getexif() decodes the whole image hunting for an eXIf chunk after the
+        # pixels; writers (PIL included) put it before them, where it is already in info.
+        if img.format == "PNG" and "exif" not in img.info:
+            orientation = 1
+        else:
+            orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    # Orientations 5-8 are the ones that include a quarter turn.
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+@contextmanager
+def _open_image(path: StrPath, max_pixels: int | None) -> Iterator[Image.Image]:
+    """Open ``path`` lazily (header only), turning every failure into a one-line ArtconvError."""
+    p = Path(path)
+    if p.is_dir():
+        raise ArtconvError(f"{p}: is a folder, not an image file")
+    try:
+        with _without_pil_pixel_limit():
+            img = Image.open(p)
+    except FileNotFoundError:
+        raise ArtconvError(f"{p}: no such file") from None
+    except Image.UnidentifiedImageError:
+        raise ArtconvError(f"{p}: not an image file (format not recognised)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ArtconvError(_one_line(f"{p}: too large ({e})")) from None
+    except OSError as e:
+        # Real I/O errors carry an errno; PIL's complaints about the bytes themselves don't.
+        if e.errno is not None:
+            raise ArtconvError(f"{p}: cannot read ({e.strerror})") from None
+        raise ArtconvError(_one_line(f"{p}: truncated or corrupt image ({e})")) from None
+    with img:
+        if max_pixels is not None:
+            _check_pixels(str(p), img.size, max_pixels)
+        yield img
+
+
+@contextmanager
+def _without_pil_pixel_limit() -> Iterator[None]:
+    # Image.open enforces PIL's own bomb limit (~89 MP warning, ~179 MP error) with its own
+    # message; lift it just around the open so max_pixels is the one limit, and the one
+    # message, users meet. PIL only checks in open(), so no decode runs unguarded.
+    with _PIL_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_pixels(name: str, wh: tuple[int, int], max_pixels: int) -> None:
+    w, h = wh
+    if w * h > max_pixels:
+        raise ArtconvError(
+            f"{name}: {w}x{h} is {_megapixels(w * h)}, over the {_megapixels(max_pixels)} limit "
+            "(raise max_pixels / --max-pixels if you have the memory)"
+        )
+
+
+def _megapixels(n: int) -> str:
+    # Tiny limits (tests, thumbnails) would all print as "0.0 MP".
+    return f"{n / 1e6:.1f} MP" if n >= 100_000 else f"{n} pixels"
+
+
+def _decode(img: Image.Image, name: StrPath) -> None:
+    # PIL decodes lazily; force it here so damage is reported as such, not as a later
+    # mystery error in a conversion.
+    try:
+        img.load()
+    except (OSError, SyntaxError, EOFError) as e:
+        raise ArtconvError(_one_line(f"{name}: truncated or corrupt image ({e})")) from None
+
+
+def _pil_to_rgb(img: Image.Image, name: str) -> torch.Tensor:
+    img = ImageOps.exif_transpose(img)
+    if img.mode in _HIGH_BIT_MODES:
+        # No RGB mode in PIL holds 16 bits, so a grey profile can't be applied without going
+        # through 8 bits; the grey tone curve is left as is.
+        arr = np.array(img)
+        if img.mode == "I":  # 32-bit ints: PIL's mode for 16-bit grey PNG/TIFF
+            arr = arr.clip(0, 65535).astype(np.uint16)
+        return _channels_to_rgb(_array_to_chw(arr), name)
+    rgb_mode = "RGBA" if img.has_transparency_data else "RGB"
+    # CMYK and grey ICC profiles describe the original channels, so those two reach RGB
+    # through the profile; PIL expands the rest (P, LA, 1, ...) first.
+    if img.mode not in ("CMYK", "L", rgb_mode):
+        img = img.convert(rgb_mode)
+    img = _to_srgb(img, name)
+    if img.mode != rgb_mode:
+        img = img.convert(rgb_mode)
+    return _channels_to_rgb(_array_to_chw(np.array(img)), name)
+
+
+def _to_srgb(img: Image.Image, name: str) -> Image.Image:
+    icc = img.info.get("icc_profile")
+    if not icc:
+        return img  # untagged images are taken as sRGB already
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        out_mode = "RGBA" if img.mode == "RGBA" else "RGB"
+        return ImageCms.profileToProfile(img, profile, _SRGB, outputMode=out_mode)
+    except (OSError, ImageCms.PyCMSError) as e:
+        warnings.warn(
+            _one_line(f"{name}: ignoring unusable ICC profile ({e}); colours may be off"),
+            stacklevel=4,
+        )
+        return img
+
+
+def _array_to_chw(arr: np.ndarray) -> torch.Tensor:
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.size == 0:
+        raise ArtconvError(
+            f"array of shape {arr.shape}: not an image (expected (H, W) or (H, W, C), C of 1, 3, 4)"
+        )
+    # torch.tensor copies (so read-only and negatively strided arrays are fine) but only
+    # understands native byte order, which e.g. big-endian 16-bit TIFFs are not in.
+    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+    return torch.tensor(arr).permute(2, 0, 1)
+
+
+def _tensor_to_chw(t: torch.Tensor) -> torch.Tensor:
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    elif t.ndim == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.ndim != 3 or t.shape[0] not in (1, 3, 4) or t.numel() == 0:
+        raise ArtconvError(
+            f"tensor of shape {tuple(t.shape)}: not an image "
+            "(expected (C, H, W), (1, C, H, W) or (H, W), C of 1, 3, 4)"
+        )
+    return t
+
+
+def _channels_to_rgb(chw: torch.Tensor, name: str) -> torch.Tensor:
+    """(1|3|4, H, W) of any accepted dtype -> float32 (3, H, W) in [0, 1], alpha over white."""
+    if chw.dtype == torch.uint8:
+        x = chw.float() / 255
+    elif chw.dtype == torch.uint16:
+        x = chw.float() / 65535
+    elif chw.is_floating_point():
+        x = chw.float().clamp(0, 1)
+    else:
+        raise ArtconvError(
+            f"{name}: unsupported pixel type {chw.dtype} (use uint8, uint16 or float in [0, 1])"
+        )
+    if x.shape[0] == 1:
+        return x.expand(3, -1, -1)
+    if x.shape[0] == 4:
+        rgb, alpha = x[:3], x[3:]
+        return torch.lerp(torch.ones_like(rgb), rgb, alpha)
+    return x
+
+
+# --------------------------------------------------------------------------- resizing
+
+
+def resize_longest(img: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``(C, H, W)`` or ``(N, C, H, W)`` so the longest side is ``size``, keeping aspect."""
+    if size < 1:
+        raise ArtconvError(f"size {size}: must be at least 1 pixel")
+    h, w = img.shape[-2:]
+    scale = size / max(h, w)
+    return resize_to(img, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def resize_to(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Resize ``(C, H, W)`` or ``(N, C, H, W)`` float images to exactly ``hw``, antialiased.
+
+    Every source is resized here, as a float tensor, rather than in PIL: the result is the
+    same whether the image came from a file, an array or a tensor, and 16-bit data keeps
+    its precision (PIL can only resample multi-channel images at 8 bits).
+    """
+    if tuple(img.shape[-2:]) == tuple(hw):
+        return img
+    out = TF.resize(img, list(hw), interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+    return out.clamp_(0, 1)  # bicubic overshoots at edges
+
+
+def to_pil(img: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` or ``(1, 3, H, W)`` float tensor in [0, 1] -> 8-bit RGB PIL image."""
+    if img.ndim == 4 and img.shape[0] == 1:
+        img = img[0]
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise ArtconvError(
+            f"tensor of shape {tuple(img.shape)}: not an RGB image (expected (3, H, W) "
+            "or (1, 3, H, W))"
+        )
+    # to_pil_image truncates floats (x * 255 -> uint8), which darkens and breaks round trips.
+    u8 = img.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+    return TF.to_pil_image(u8)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_image(
+    img: torch.Tensor | Image.Image,
+    path: StrPath,
+    *,
+    recipe: dict[str, Any] | None = None,
+    inputs: Sequence[StrPath] = (),
+    overwrite: bool = True,
+    quality: int = 95,
+) -> Path:
+    """Atomically save ``img`` to ``path``, in the format its extension names.
+
+    ``recipe`` (JSON-serialisable) goes into a PNG text chunk, or for other formats into a
+    ``<path>.json`` sidecar; :func:`read_recipe` reads either. ``path`` may never be one of
+    ``inputs``, and may only already exist if ``overwrite``.
+    """
+    path = Path(path)
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ArtconvError(
+            f"{path}: unsupported output format '{path.suffix}' (use .png, .jpg, .webp, .tif)"
+        )
+    if any(_same_file(path, Path(src)) for src in inputs):
+        raise ArtconvError(f"{path}: refusing to overwrite an input image (choose another -o)")
+    if not overwrite and path.exists():
+        raise ArtconvError(f"{path}: exists (use --overwrite)")
+
+    pil = img if isinstance(img, Image.Image) else to_pil(img)
+    # Serialise first so a bad recipe fails before anything is written.
+    recipe_json = None if recipe is None else json.dumps(recipe, sort_keys=True)
+    options: dict[str, Any] = {}
+    if fmt == "PNG":
+        if recipe_json is not None:
+            options["pnginfo"] = PngImagePlugin.PngInfo()
+            options["pnginfo"].add_itxt(RECIPE_KEY, recipe_json)
+    elif fmt == "JPEG":
+        pil = pil.convert("RGB")  # JPEG has no alpha
+        options["quality"] = quality
+    elif fmt == "WEBP":
+        options["quality"] = quality
+    elif fmt == "TIFF":
+        options["compression"] = "tiff_deflate"
+
+    with atomic_path(path, suffix_hint=path.suffix) as tmp:
+        pil.save(tmp, format=fmt, **options)
+    if recipe_json is not None and fmt != "PNG":
+        atomic_write_bytes(_sidecar(path), recipe_json.encode())
+    return path
+
+
+def atomic_write_bytes(path: StrPath, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+@contextmanager
+def atomic_path(path: StrPath, suffix_hint: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on clean exit it replaces ``path`` atomically.
+
+    The temp file is fsynced before the rename, so after a crash ``path`` holds either the
+    old or the new content, never a mix. On any exception the temp file is removed and
+    ``path`` is untouched. OS errors become ``ArtconvError("{path}: cannot write (...)")``.
+    Writers that append their own extension (``np.save``) should be handed an open file.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Same folder, so os.replace is a rename within one filesystem (atomic); the dot
+        # prefix and .tmp suffix keep it out of globs and list_images.
+        fd, name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=f"{suffix_hint}.tmp"
+        )
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            # mkstemp creates 0600; give the file the permissions a plain open() would.
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # already gone after a successful replace
+    except OSError as e:
+        raise ArtconvError(_one_line(f"{path}: cannot write ({e.strerror or e})")) from e
+
+
+@cache
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; do it once, not per write.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # sees through hard links, symlinks, case-folding FSes
+    except OSError:  # one of them doesn't exist (yet)
+        return a.resolve() == b.resolve()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def read_recipe(path: StrPath) -> dict[str, Any]:
+    """The recipe :func:`save_image` stored with ``path``: its PNG chunk, else its sidecar."""
+    p = Path(path)
+    with _open_image(p, max_pixels=None) as img:
+        text = img.info.get(RECIPE_KEY)
+    sidecar = _sidecar(p)
+    if text is None and sidecar.is_file():
+        text = sidecar.read_text(encoding="utf-8")
+    if text is None:
+        raise ArtconvError(f"{p}: carries no artconv recipe")
+    try:
+        recipe = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ArtconvError(f"{p}: artconv recipe is not valid JSON ({e})") from None
+    if not isinstance(recipe, dict):
+        raise ArtconvError(f"{p}: artconv recipe is not a JSON object")
+    return recipe
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def list_images(pattern_or_paths: StrPath | Iterable[StrPath]) -> list[Path]:
+    """Expand files, folders and glob patterns (``**`` recursive) into a sorted list of images.
+
+    A folder contributes its image files (not sub-folders); a pattern contributes the image
+    files it matches, so ``out/*`` skips recipe sidecars; a plain file is taken as given.
+    """
+    items = (
+        [pattern_or_paths]
+        if isinstance(pattern_or_paths, str | os.PathLike)
+        else list(pattern_or_paths)
+    )
+    found: set[Path] = set()
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            images = [f for f in p.iterdir() if _is_image_file(f)]
+            if not images:
+                raise ArtconvError(f"{p}: folder holds no image files")
+        elif p.is_file():
+            images = [p]
+        elif any(c in os.fspath(item) for c in "*?["):
+            matches = glob.glob(os.fspath(item), recursive=True)
+            images = [Path(m) for m in matches if _is_image_file(Path(m))]
+            if not images:
+                raise ArtconvError(f"{item}: pattern matches no image files")
+        else:
+            raise ArtconvError(f"{p}: no such file or folder")
+        found.update(images)
+    return sorted(found)
+
+
+def _is_image_file(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+
+
+def _one_line(msg: str) -> str:
+    # Messages quote PIL/OS text, which occasionally spans lines; the CLI prints one.
+    return " ".join(msg.split())

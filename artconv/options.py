@@ -1,0 +1,191 @@
+"""Typed option records shared by the API, the CLI, presets and batch jobs.
+
+Each engine declares ONE dataclass (inheriting `CoreOptions`); every field carries its help
+text and range in `field(metadata=...)` via `opt()`. The CLI builds its flags from these
+fields, presets and manifests are checked against them, and recipes are `asdict()` of them,
+so an option is added in exactly one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+from artconv.errors import ArtconvError
+
+T = TypeVar("T", bound="CoreOptions")
+
+
+def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+        short: str | None = None, cli: bool = True, gt: float | None = None) -> Any:
+    """A dataclass field with its help text and allowed range.
+
+    `min`/`max` are inclusive, `gt` exclusive; `cli=False` keeps a field out of the CLI
+    (API-only values such as callables).
+    """
+    meta = {"help": help, "min": min, "max": max, "gt": gt, "short": short, "cli": cli}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use tuples for sequence defaults so options stay hashable")
+    return field(default=default, metadata=meta)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@dataclass
+class CoreOptions:
+    """Options every engine shares: which network, which weights, where it runs."""
+
+    arch: Literal["vgg16", "vgg19"] = opt("vgg19", "VGG architecture.")
+    weights: str = opt(
+        "imagenet",
+        "Weights: 'imagenet' (torchvision), 'caffe' (neural-style's converted VGG), a "
+        ".pth/.pt/.safetensors file, or 'random' (noise, for tests).")
+    preprocess: Literal["auto", "torchvision", "caffe"] = opt(
+        "auto", "Input normalisation a weights FILE expects; 'auto' knows the standard "
+        "file names and otherwise assumes torchvision.")
+    pooling: Literal["max", "avg", "strided", "none"] = opt(
+        "max", "Pooling switch: max (as trained), avg, strided (pool -> stride-2 conv) or "
+        "none (a-trous, full resolution, ~50x compute).")
+    avg_rescale: bool = opt(
+        False, "With --pooling avg, scale each avg pool so its output mean matches max "
+        "pooling's (factors calibrated once on 1/f noise).")
+    backbone: str | None = opt(
+        None, "Own network instead of VGG: FILE.py:FUNCTION returning an nn.Sequential "
+        "(RGB [0,1] input) or an artconv.Backbone.")
+    device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+    precision: Literal["auto", "fp32", "bf16"] = opt(
+        "auto", "Compute precision: bf16 autocast (losses in fp32) or fp32; auto picks "
+        "bf16 where the device runs it fast.")
+    seed: int = opt(0, "Random seed (noise init, jitter, random weights).", min=0)
+
+    # -- construction --------------------------------------------------------------
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any], *, source: str = "options") -> T:
+        """Build from a mapping (preset, manifest line, JSON), coercing and checking each
+        value; unknown keys are an error naming `source`."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = [k for k in data if k.replace("-", "_") not in known]
+        if unknown:
+            raise ArtconvError(f"{source}: unknown option {unknown[0]!r} for "
+                               f"{cls.__name__} (valid: {', '.join(sorted(known))})")
+        values = {k.replace("-", "_"): v for k, v in data.items()}
+        return cls(**{k: coerce(cls, k, v) for k, v in values.items()}).validated()
+
+    def replace(self: T, **changes: Any) -> T:
+        cls = type(self)
+        coerced = {k: coerce(cls, k, v) for k, v in changes.items()}
+        return dataclasses.replace(self, **coerced).validated()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)
+                if f.metadata.get("cli", True)}
+
+    # -- checking ------------------------------------------------------------------
+    def validated(self: T) -> T:
+        """Check every field against its type's choices and its declared range."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = literal_choices(hints[f.name])
+            if choices and value not in choices:
+                raise ArtconvError(f"{flag(f.name)} {value!r}: choose one of "
+                                   f"{', '.join(map(str, choices))}")
+            for v in value if isinstance(value, tuple) else (value,):
+                _check_range(f, v)
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """Cross-field checks; engines override (and call super)."""
+
+
+def _check_range(f: dataclasses.Field, v: Any) -> None:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return
+    lo, hi, gt = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("gt")
+    if lo is not None and v < lo:
+        raise ArtconvError(f"{flag(f.name)} {v}: must be at least {lo}")
+    if hi is not None and v > hi:
+        raise ArtconvError(f"{flag(f.name)} {v}: must be at most {hi}")
+    if gt is not None and not v > gt:
+        raise ArtconvError(f"{flag(f.name)} {v}: must be greater than {gt}")
+
+
+def literal_choices(tp: Any) -> tuple | None:
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    return None
+
+
+def base_type(tp: Any) -> tuple[Any, bool]:
+    """(type without Optional, is_optional)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+        return tp, True
+    return tp, False
+
+
+def coerce(cls: type, name: str, value: Any) -> Any:
+    """Turn CLI strings, TOML/JSON lists and numbers into the field's declared type."""
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        raise ArtconvError(f"unknown option {flag(name)}")
+    tp, optional = base_type(hints[name])
+    if value is None:
+        return None if optional else value
+    try:
+        return _coerce(tp, value)
+    except (TypeError, ValueError) as exc:
+        raise ArtconvError(f"{flag(name)} {value!r}: {exc}") from None
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    if typing.get_origin(tp) is tuple:
+        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        elif not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_coerce(item, v) for v in value)
+    if typing.get_origin(tp) is Literal:
+        return value
+    if tp is bool:
+        if isinstance(value, str):
+            low = value.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        return bool(value)
+    if tp is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected a whole number")
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError("expected a whole number") from None
+        return int(value)
+    if tp is float:
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    if tp is str:
+        return str(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,100 @@
+"""Rich progress bars for long jobs, shared by the engines, the CLI and scripts.
+
+Engines take an optional `Progress` and add their own task to it, so a batch can show an
+overall bar and the current job's bar in one display. `Progress(quiet=True)` draws nothing.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, ProgressColumn, Task, TaskID,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import Progress as RichProgress
+from rich.text import Text
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} it/s" if speed else "-- it/s", style="progress.data.speed")
+
+
+def format_figures(figures: dict[str, Any]) -> str:
+    parts = []
+    for key, value in figures.items():
+        parts.append(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}")
+    return "  ".join(parts)
+
+
+class Task_:
+    """One bar: `update(advance=1, loss=..., ...)` shows the figures beside it."""
+
+    def __init__(self, owner: Progress, task_id: TaskID | None) -> None:
+        self._owner, self._id = owner, task_id
+
+    def update(self, advance: float = 1, description: str | None = None,
+               total: float | None = None, **figures: Any) -> None:
+        bar = self._owner._bar
+        if bar is None or self._id is None:
+            return
+        kwargs: dict[str, Any] = {"advance": advance}
+        if description is not None:
+            kwargs["description"] = description
+        if total is not None:
+            kwargs["total"] = total
+        if figures:
+            kwargs["figures"] = format_figures(figures)
+        bar.update(self._id, **kwargs)
+
+    def done(self) -> None:
+        """Finish the bar; in a batch display (transient tasks) it is removed."""
+        bar = self._owner._bar
+        if bar is not None and self._id is not None and self._owner.transient_tasks:
+            bar.remove_task(self._id)
+
+
+class Progress:
+    """A context manager around rich's Progress with step, figures, it/s and ETA columns."""
+
+    def __init__(self, quiet: bool = False, console: Console | None = None,
+                 transient_tasks: bool = False) -> None:
+        self.quiet = quiet
+        self.transient_tasks = transient_tasks
+        self._console = console or Console(stderr=True)
+        self._bar: RichProgress | None = None
+        self._depth = 0
+
+    def __enter__(self) -> Progress:
+        if not self.quiet and self._depth == 0:
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
+                MofNCompleteColumn(), TextColumn("{task.fields[figures]}"), RateColumn(),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=self._console, transient=False)
+            self._bar.__enter__()
+        self._depth += 1
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._bar is not None:
+            self._bar.__exit__(exc_type, exc, tb)
+            self._bar = None
+
+    def task(self, description: str, total: float | None) -> Task_:
+        if self._bar is None:
+            return Task_(self, None)
+        return Task_(self, self._bar.add_task(description, total=total, figures=""))
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            self._console.print(message, highlight=False)
+
+
+def ensure(progress: Progress | None, quiet: bool = True) -> Progress:
+    """The caller's Progress, or a fresh one (quiet unless asked) for API use."""
+    return progress if progress is not None else Progress(quiet=quiet)

@@ -1,0 +1,96 @@
+"""Shared fixtures: tiny images made on the fly and random-weight networks (no downloads)."""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    """Never touch the user's torch hub cache or presets; never reach the network."""
+    home = tmp_path_factory.mktemp("torch_home")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg"))
+    torch.hub.set_dir(str(home / "hub"))
+    torch.set_num_threads(2)
+
+
+def make_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
+    """A smooth colourful test picture (gradients plus a disc), saved at `path` (w, h)."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(w, h)
+    cx, cy = rng.uniform(0.3, 0.7, 2)
+    disc = ((x - cx) ** 2 + (y - cy) ** 2 < 0.05).astype(float)
+    rgb = np.stack([x, y, 0.5 * (1 - x) + 0.5 * disc], -1)
+    rgb = (rgb + 0.05 * rng.standard_normal(rgb.shape)).clip(0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((rgb * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def image_file(tmp_path) -> Path:
+    return make_image(tmp_path / "content.png")
+
+
+@pytest.fixture
+def style_file(tmp_path) -> Path:
+    return make_image(tmp_path / "style.png", (40, 40), seed=1)
+
+
+@pytest.fixture(scope="session")
+def random_vgg():
+    """A random-weight VGG19 extractor (max pooling), built once per test session."""
+    from artconv.core import FeatureExtractor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return FeatureExtractor.vgg("vgg19", "random")
+
+
+def tiny_sequential(seed: int = 0) -> nn.Sequential:
+    """A small VGG-like own backbone: named layers, two pools, RGB [0,1] input."""
+    torch.manual_seed(seed)
+    return nn.Sequential(OrderedDict([
+        ("c1", nn.Conv2d(3, 8, 3, padding=1)), ("r1", nn.ReLU()),
+        ("p1", nn.MaxPool2d(2)),
+        ("c2", nn.Conv2d(8, 16, 3, padding=1)), ("r2", nn.ReLU()),
+        ("p2", nn.MaxPool2d(2)),
+        ("c3", nn.Conv2d(16, 16, 3, padding=1)), ("r3", nn.ReLU()),
+    ])).eval()
+
+
+BACKBONE_SOURCE = '''
+from collections import OrderedDict
+import torch
+from torch import nn
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict([
+        ("c1", nn.Conv2d(3, 8, 3, padding=1)), ("r1", nn.ReLU()),
+        ("p1", nn.MaxPool2d(2)),
+        ("c2", nn.Conv2d(8, 16, 3, padding=1)), ("r2", nn.ReLU()),
+        ("p2", nn.MaxPool2d(2)),
+        ("c3", nn.Conv2d(16, 16, 3, padding=1)), ("r3", nn.ReLU()),
+    ])).eval()
+'''
+
+
+@pytest.fixture
+def backbone_file(tmp_path) -> Path:
+    """A FILE.py whose `build()` returns `tiny_sequential()` (for --backbone FILE.py:build)."""
+    path = tmp_path / "mynet.py"
+    path.write_text(BACKBONE_SOURCE)
+    return path
