@@ -23,7 +23,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from artconv import pooling as pooling_mod
-from artconv import vgg, weights as weights_mod
+from artconv import vgg
+from artconv import weights as weights_mod
 from artconv.errors import ArtconvError
 from artconv.weights import Normalization, Normalize
 

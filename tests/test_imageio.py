@@ -113,7 +113,8 @@ def test_every_mode_loads_as_rgb(case: str, from_disk: bool, tmp_path: Path) -> 
     if from_disk:
         path = tmp_path / f"img{ext}"
         img.save(path)
-        assert Image.open(path).mode == img.mode  # the file really holds this mode
+        with Image.open(path) as saved:
+            assert saved.mode == img.mode  # the file really holds this mode
         t = load_image(path)
     else:
         t = load_image(img)

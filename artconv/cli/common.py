@@ -4,14 +4,14 @@ generated from an engine's options dataclass (so help text and defaults never dr
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 import json
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
-
-import enum
 
 import typer
 from rich.console import Console
@@ -19,7 +19,8 @@ from rich.console import Console
 from artconv.options import base_type, flag, literal_choices
 
 console = Console(stderr=True)
-stdout = Console()
+# Pipes and CI logs get a fixed wide layout instead of rich's 80 columns, so tables don't wrap.
+stdout = Console(width=None if sys.stdout.isatty() else 150)
 
 
 @dataclass

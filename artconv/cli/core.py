@@ -49,12 +49,25 @@ def layers(
                       f"{i.gflops:.2f}" if i.gflops else "", f"{total:.1f}", i.note)
     stdout.print(table)
     caption = f"forward to the last layer: {total:.1f} GFLOP"
+    if pooling != "max":
+        base = sum(i.gflops for i in _max_twin(opts).describe(size))
+        caption += f" ({total / base:.1f}x the compute of max pooling)"
     if pooling == "strided":
         caption += ("; strided = pools removed, next conv strides 2 with its ImageNet weights"
                     " (aliased subsampling, not a trained all-conv net)")
     if pooling == "none":
         caption += "; none = a-trous: full resolution everywhere, exact on the stride grid"
     stdout.print(caption, highlight=False)
+
+
+def _max_twin(opts: CoreOptions):
+    import warnings
+
+    from artconv.core import FeatureExtractor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return FeatureExtractor.from_options(opts.replace(pooling="max"))
 
 
 def recipe(path: Path = typer.Argument(..., help="An image artconv wrote.")) -> None:

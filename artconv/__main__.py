@@ -1,0 +1,3 @@
+from artconv.cli import main
+
+main()
