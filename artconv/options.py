@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from artconv.errors import ArtconvError
 
-T = TypeVar("T", bound="CoreOptions")
+T = TypeVar("T", bound="Options")
 
 
 def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -36,32 +36,8 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-@dataclass
-class CoreOptions:
-    """Options every engine shares: which network, which weights, where it runs."""
-
-    arch: Literal["vgg16", "vgg19"] = opt("vgg19", "VGG architecture.")
-    weights: str = opt(
-        "imagenet",
-        "Weights: 'imagenet' (torchvision), 'caffe' (neural-style's converted VGG), a "
-        ".pth/.pt/.safetensors file, or 'random' (noise, for tests).")
-    preprocess: Literal["auto", "torchvision", "caffe"] = opt(
-        "auto", "Input normalisation a weights FILE expects; 'auto' knows the standard "
-        "file names and otherwise assumes torchvision.")
-    pooling: Literal["max", "avg", "strided", "none"] = opt(
-        "max", "Pooling switch: max (as trained), avg, strided (pool -> stride-2 conv) or "
-        "none (a-trous, full resolution, ~50x compute).")
-    avg_rescale: bool = opt(
-        False, "With --pooling avg, scale each avg pool so its output mean matches max "
-        "pooling's (factors calibrated once on 1/f noise).")
-    backbone: str | None = opt(
-        None, "Own network instead of VGG: FILE.py:FUNCTION returning an nn.Sequential "
-        "(RGB [0,1] input) or an artconv.Backbone.")
-    device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
-    precision: Literal["auto", "fp32", "bf16"] = opt(
-        "auto", "Compute precision: bf16 autocast (losses in fp32) or fp32; auto picks "
-        "bf16 where the device runs it fast.")
-    seed: int = opt(0, "Random seed (noise init, jitter, random weights).", min=0)
+class Options:
+    """Base of every option record: construction from mappings, checking, serialising."""
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -102,6 +78,34 @@ class CoreOptions:
 
     def check(self) -> None:
         """Cross-field checks; engines override (and call super)."""
+
+
+@dataclass
+class CoreOptions(Options):
+    """Options every engine shares: which network, which weights, where it runs."""
+
+    arch: Literal["vgg16", "vgg19"] = opt("vgg19", "VGG architecture.")
+    weights: str = opt(
+        "imagenet",
+        "Weights: 'imagenet' (torchvision), 'caffe' (neural-style's converted VGG), a "
+        ".pth/.pt/.safetensors file, or 'random' (noise, for tests).")
+    preprocess: Literal["auto", "torchvision", "caffe"] = opt(
+        "auto", "Input normalisation a weights FILE expects; 'auto' knows the standard "
+        "file names and otherwise assumes torchvision.")
+    pooling: Literal["max", "avg", "strided", "none"] = opt(
+        "max", "Pooling switch: max (as trained), avg, strided (pool -> stride-2 conv) or "
+        "none (a-trous, full resolution, ~50x compute).")
+    avg_rescale: bool = opt(
+        False, "With --pooling avg, scale each avg pool so its output mean matches max "
+        "pooling's (factors calibrated once on 1/f noise).")
+    backbone: str | None = opt(
+        None, "Own network instead of VGG: FILE.py:FUNCTION returning an nn.Sequential "
+        "(RGB [0,1] input) or an artconv.Backbone.")
+    device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+    precision: Literal["auto", "fp32", "bf16"] = opt(
+        "auto", "Compute precision: bf16 autocast (losses in fp32) or fp32; auto picks "
+        "bf16 where the device runs it fast.")
+    seed: int = opt(0, "Random seed (noise init, jitter, random weights).", min=0)
 
 
 def _check_range(f: dataclasses.Field, v: Any) -> None:

@@ -1,0 +1,525 @@
+"""Batch rendering: many inputs x styles through one network, resumable, nothing lost.
+
+A batch is a list of plain `Job` records (JSON-serialisable: engine, input, styles, output,
+option overrides) and a `Runner` that executes them. The local runner loads each network
+once, computes each style's targets once, optimises `batch_size` same-sized contents in one
+tensor, skips outputs that exist, and isolates failures: a bad input fails its job alone.
+Outputs are written atomically, so a killed batch leaves only whole files and a re-run
+finishes the rest. A distributed runner (artconv.batch_ray) plugs into the same interface.
+
+    jobs = artconv.batch.plan("style", "photos/*.jpg", styles=["starry.jpg"], out_dir="out")
+    report = artconv.batch.render(jobs, options={"style": StyleOptions(iterations=(300,))})
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+
+from artconv.core import FeatureExtractor
+from artconv.errors import ArtconvError
+from artconv.imageio import atomic_write_bytes, list_images, load_image, save_image
+from artconv.options import CoreOptions, Options, opt
+from artconv.progress import Progress, ensure
+from artconv.recipe import make_recipe
+
+ENGINES = ("style", "dream", "features")
+DEFAULT_TEMPLATES = {"style": "{content}_{style}.png", "dream": "{content}_dream.png",
+                     "features": "{content}.npy"}
+_JOB_KEYS = {"engine", "input", "styles", "output", "options", "id"}
+
+
+@dataclass
+class BatchOptions(Options):
+    """How a batch runs (the engines' own options are separate)."""
+
+    out_dir: str | None = opt(None, "Folder for the outputs (default: next to each input).")
+    template: str | None = opt(
+        None, "Output file name from {content}, {style}, {index}, {engine} (default "
+        "{content}_{style}.png for style, {content}_dream.png, {content}.npy).")
+    batch_size: int = opt(1, "Optimise this many same-sized contents with the same style in "
+                          "one tensor (style engine).", min=1, max=256)
+    overwrite: bool = opt(False, "Redo jobs whose output exists (default: skip them).")
+    report: str | None = opt(None, "Write the summary (every job, status, reason, time) as "
+                             "JSON to this file.")
+    sheet: str | None = opt(None, "Write a contact sheet: inputs (rows) x styles (columns).")
+    engine: Literal["local", "ray"] = opt("local", "Where jobs run: this process, or a Ray "
+                                          "cluster (pip install 'artconv[ray]').")
+    address: str = opt("auto", "Ray cluster address: auto (a running local cluster, else a "
+                       "new one) or HOST:PORT.")
+    gpus_per_job: float = opt(0.0, "GPUs a Ray task reserves (1 = one GPU per worker).",
+                              min=0.0)
+    cpus_per_job: float = opt(1.0, "CPUs a Ray task reserves.", min=0.0)
+    max_retries: int = opt(2, "Ray: times a job whose worker died is retried elsewhere.",
+                           min=0, max=100)
+
+
+# -- records ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One output to make. `options` are overrides on top of the batch's options."""
+
+    engine: str
+    input: str
+    output: str
+    styles: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "engine": self.engine, "input": self.input,
+                "styles": list(self.styles), "output": self.output,
+                "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "job",
+                  base: Path | None = None, engine: str | None = None) -> Job:
+        """A job from a manifest line; relative paths resolve against `base`."""
+        bad = sorted(set(data) - _JOB_KEYS)
+        if bad:
+            raise ArtconvError(f"{source}: unknown key {bad[0]!r} (allowed: "
+                               f"{', '.join(sorted(_JOB_KEYS))})")
+        engine = data.get("engine", engine or ("style" if data.get("styles") else None))
+        if engine not in ENGINES:
+            raise ArtconvError(f"{source}: 'engine' must be one of {', '.join(ENGINES)}, "
+                               f"got {engine!r}")
+        if "input" not in data:
+            raise ArtconvError(f"{source}: missing 'input'")
+        styles = data.get("styles", ())
+        styles = (styles,) if isinstance(styles, str) else tuple(styles)
+        if engine == "style" and not styles:
+            raise ArtconvError(f"{source}: a style job needs 'styles'")
+        options = data.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ArtconvError(f"{source}: 'options' must be a table/object")
+        _options_class(engine).from_dict(options, source=source)  # bad option names fail now
+
+        def resolve(p: str) -> str:
+            path = Path(p).expanduser()
+            return str(path if path.is_absolute() or base is None else base / path)
+
+        content = resolve(str(data["input"]))
+        output = data.get("output") or str(Path(content).parent / _fill(
+            DEFAULT_TEMPLATES[engine], content, styles, 0, engine))
+        return cls(engine, content, resolve(str(output)),
+                   tuple(s if _is_preset(s) else resolve(s) for s in styles),
+                   dict(options), str(data.get("id", "")))
+
+
+@dataclass
+class JobResult:
+    job: Job
+    status: str  # "done", "skipped" or "failed"
+    reason: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.job.to_dict(), "status": self.status, "reason": self.reason,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class BatchReport:
+    results: list[JobResult]
+    seconds: float
+    stats: dict[str, int] = field(default_factory=dict)  # e.g. style target computations
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return self.count("failed") == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"done": self.count("done"), "skipped": self.count("skipped"),
+                "failed": self.count("failed"), "seconds": round(self.seconds, 3),
+                "stats": self.stats, "jobs": [r.to_dict() for r in self.results]}
+
+    def write(self, path: str | Path) -> Path:
+        return atomic_write_bytes(path, json.dumps(self.to_dict(), indent=1).encode())
+
+
+# -- planning --------------------------------------------------------------------------------
+def plan(engine: str, inputs: str | Path | Sequence[str | Path], *,
+         styles: Sequence[str | Path] = (), out_dir: str | Path | None = None,
+         template: str | None = None, blend: bool = False,
+         options: Mapping[str, Any] | None = None) -> list[Job]:
+    """Jobs for every input (x every style for `style`; with `blend` every input gets one job
+    with all the styles together). Output names come from `template`, with `{content}`,
+    `{style}`, `{index}` and `{engine}`; the default folder is each input's own."""
+    if engine not in ENGINES:
+        raise ArtconvError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
+    images = list_images(inputs if isinstance(inputs, (str, Path)) else list(inputs))
+    template = template or DEFAULT_TEMPLATES[engine]
+    if engine == "style":
+        if not styles:
+            raise ArtconvError("batch style: give at least one style (--styles)")
+        groups = [tuple(map(str, styles))] if blend else [(str(s),) for s in styles]
+    else:
+        groups = [()]
+    jobs = []
+    for image in images:
+        for group in groups:
+            name = _fill(template, str(image), group, len(jobs), engine)
+            folder = Path(out_dir) if out_dir is not None else image.parent
+            jobs.append(Job(engine, str(image), str(folder / name), group,
+                            dict(options or {}), id=str(len(jobs))))
+    check_collisions(jobs)
+    return jobs
+
+
+def _fill(template: str, content: str, styles: Sequence[str], index: int, engine: str) -> str:
+    style = "+".join(Path(s).stem for s in styles) or "none"
+    try:
+        return template.format(content=Path(content).stem, style=style, index=index,
+                               engine=engine)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ArtconvError(f"--template {template!r}: unknown field {exc} (use {{content}}, "
+                           "{style}, {index}, {engine})") from None
+
+
+def check_collisions(jobs: Sequence[Job]) -> None:
+    """Two jobs writing one file, or a job writing over an input, is an error before any
+    work starts (not a silent overwrite)."""
+    seen: dict[Path, Job] = {}
+    inputs = {Path(j.input).resolve() for j in jobs} | {
+        Path(s).resolve() for j in jobs for s in j.styles if not _is_preset(s)}
+    for job in jobs:
+        out = Path(job.output).resolve()
+        if out in seen:
+            other = seen[out]
+            raise ArtconvError(f"{job.output}: jobs collide ({Path(other.input).name} "
+                               f"{'+'.join(map(_stem, other.styles))} and "
+                               f"{Path(job.input).name} {'+'.join(map(_stem, job.styles))} "
+                               "would both write it); add {content}/{style} to --template")
+        if out in inputs:
+            raise ArtconvError(f"{job.output}: a job would write over an input image")
+        seen[out] = job
+
+
+def read_manifest(path: str | Path) -> list[Job]:
+    """Jobs from a TOML manifest (`engine = ...`, `[[job]]` tables) or JSON Lines (one job
+    object a line, `#` comments allowed); relative paths resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ArtconvError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    base = path.resolve().parent
+    jobs: list[Job] = []
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ArtconvError(f"{path}: malformed TOML ({exc})") from None
+        bad = sorted(set(data) - {"engine", "job"})
+        if bad:
+            raise ArtconvError(f"{path}: unknown key {bad[0]!r} (allowed: engine, [[job]])")
+        for i, entry in enumerate(data.get("job", [])):
+            jobs.append(_with_id(Job.from_dict(entry, source=f"{path}: job {i + 1}",
+                                               base=base, engine=data.get("engine")), i))
+    else:
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ArtconvError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(entry, dict):
+                raise ArtconvError(f"{path}:{lineno}: expected a JSON object")
+            jobs.append(_with_id(Job.from_dict(entry, source=f"{path}:{lineno}", base=base),
+                                 len(jobs)))
+    if not jobs:
+        raise ArtconvError(f"{path}: the manifest lists no jobs")
+    check_collisions(jobs)
+    return jobs
+
+
+def _with_id(job: Job, index: int) -> Job:
+    return job if job.id else Job(job.engine, job.input, job.output, job.styles, job.options,
+                                  str(index))
+
+
+# -- running ---------------------------------------------------------------------------------
+class Runner(Protocol):
+    """Executes jobs; the local and the Ray runner share this interface."""
+
+    def run(self, jobs: Sequence[Job], options: Mapping[str, CoreOptions], *,
+            batch_size: int, progress: Progress,
+            on_result: Callable[[JobResult], Any]) -> list[JobResult]:
+        """Run every job (none is skipped here) and call `on_result` as each ends."""
+
+
+def render(jobs: Sequence[Job], options: Mapping[str, CoreOptions | Mapping[str, Any]]
+           | None = None, *, runner: Runner | None = None, overwrite: bool = False,
+           batch_size: int = 1, progress: Progress | None = None, quiet: bool = True,
+           ) -> BatchReport:
+    """Run `jobs` and return a report; existing outputs are skipped unless `overwrite`.
+
+    `options` maps an engine name to its options (an options object or a dict of fields),
+    the base every job's own overrides apply to.
+    """
+    if batch_size < 1:
+        raise ArtconvError(f"--batch-size {batch_size}: must be at least 1")
+    check_collisions(jobs)
+    base = resolve_options(options or {}, {j.engine for j in jobs})
+    start = time.perf_counter()
+    results: dict[int, JobResult] = {}
+    todo = []
+    for i, job in enumerate(jobs):
+        if not overwrite and Path(job.output).exists():
+            results[i] = JobResult(job, "skipped", "output exists")
+        else:
+            todo.append(job)
+    progress = ensure(progress, quiet)
+    runner = runner or LocalRunner()
+    with progress:
+        overall = progress.task("batch", len(jobs))
+        overall.update(len(results))
+        done = runner.run(todo, base, batch_size=batch_size, progress=progress,
+                          on_result=lambda r: overall.update(1, failed=_failed(results, r)))
+    order = {id(j): i for i, j in enumerate(jobs)}
+    for r in done:
+        results[order[id(r.job)]] = r
+    stats = getattr(runner, "stats", {})
+    return BatchReport([results[i] for i in sorted(results)], time.perf_counter() - start,
+                       dict(stats))
+
+
+def _failed(results: dict[int, JobResult], latest: JobResult) -> int:
+    return sum(r.status == "failed" for r in results.values()) + (latest.status == "failed")
+
+
+def resolve_options(options: Mapping[str, CoreOptions | Mapping[str, Any]],
+                    engines: Iterable[str]) -> dict[str, CoreOptions]:
+    out = {}
+    for engine in engines:
+        given = options.get(engine)
+        cls = _options_class(engine)
+        if given is None:
+            out[engine] = cls()
+        elif isinstance(given, CoreOptions):
+            out[engine] = given
+        else:
+            out[engine] = cls.from_dict(dict(given))
+    return out
+
+
+class LocalRunner:
+    """Runs jobs in this process: one network per distinct network options, one set of style
+    targets per (style, scale), `batch_size` same-sized style jobs optimised together."""
+
+    def __init__(self) -> None:
+        self._networks: dict[tuple, FeatureExtractor] = {}
+        self._engines: dict[str, Any] = {}
+        self._targets: dict[tuple, Any] = {}
+        self.stats: dict[str, int] = defaultdict(int)
+
+    def run(self, jobs: Sequence[Job], options: Mapping[str, CoreOptions], *, batch_size: int,
+            progress: Progress, on_result: Callable[[JobResult], Any] = lambda r: None,
+            ) -> list[JobResult]:
+        results: list[JobResult] = []
+
+        def record(result: JobResult) -> None:
+            results.append(result)
+            on_result(result)
+            if result.status == "failed":
+                progress.log(f"[red]failed[/] {result.job.output}: {result.reason}")
+
+        groups: dict[tuple, list[tuple[Job, CoreOptions]]] = defaultdict(list)
+        for job in jobs:
+            try:
+                opts = options[job.engine]
+                if job.engine == "style":  # named style presets bring their options
+                    opts = opts.replace(**_style_sources(job.styles).preset_options)
+                opts = opts.replace(**job.options)
+            except ArtconvError as exc:
+                record(JobResult(job, "failed", str(exc)))
+                continue
+            key = (job.engine, _options_key(opts), job.styles if job.engine == "style" else ())
+            groups[key].append((job, opts))
+        for (engine, _, _), members in groups.items():
+            if engine == "style":
+                self._run_style(members, batch_size, progress, record)
+            else:
+                for job, opts in members:
+                    record(self._guarded(job, lambda j=job, o=opts: self._run_one(j, o,
+                                                                                   progress)))
+        return results
+
+    # -- engines -----------------------------------------------------------------------------
+    def network(self, opts: CoreOptions) -> FeatureExtractor:
+        key = network_key(opts)
+        if key not in self._networks:
+            self.stats["networks_loaded"] += 1
+            self._networks[key] = FeatureExtractor.from_options(opts)
+        return self._networks[key]
+
+    def engine(self, engine: str, opts: CoreOptions, progress: Progress) -> Any:
+        key = f"{engine}:{_options_key(opts)}"
+        if key not in self._engines:
+            if engine == "style":
+                from artconv.style import StyleTransfer
+
+                self._engines[key] = StyleTransfer(opts, extractor=self.network(opts),
+                                                   progress=progress)
+            elif engine == "dream":
+                from artconv.dream import Dreamer
+
+                self._engines[key] = Dreamer(opts, extractor=self.network(opts),
+                                             progress=progress)
+        return self._engines[key]
+
+    def _run_one(self, job: Job, opts: CoreOptions, progress: Progress) -> JobResult:
+        if job.engine == "dream":
+            dreamer = self.engine("dream", opts, progress)
+            image = load_image(job.input, opts.size)
+            result = dreamer.run(image)
+            save_image(result, job.output, inputs=[job.input], recipe=make_recipe(
+                "dream", dreamer.options, weights=dreamer.fx.identity, inputs=[job.input],
+                device=dreamer.device, precision=dreamer.precision))
+        else:
+            from artconv.features import write_features
+
+            write_features(job.input, job.output, opts, extractor=self.network(opts),
+                           progress=progress)
+        return JobResult(job, "done")
+
+    def _run_style(self, members: list[tuple[Job, CoreOptions]], batch_size: int,
+                   progress: Progress, record: Callable[[JobResult], Any]) -> None:
+        job0, opts = members[0]
+        try:
+            st = self.engine("style", opts, progress)
+            styles = _style_images(job0.styles)
+        except Exception as exc:  # noqa: BLE001 - a bad style fails its jobs, not the batch
+            for job, _ in members:
+                record(JobResult(job, "failed", _reason(exc)))
+            return
+        by_size: dict[tuple[int, int], list[tuple[Job, torch.Tensor]]] = defaultdict(list)
+        for job, _ in members:
+            try:
+                content = load_image(job.input)
+            except ArtconvError as exc:
+                record(JobResult(job, "failed", str(exc)))
+                continue
+            by_size[st.scale_sizes(tuple(content.shape[-2:]))[-1]].append((job, content))
+        for same in by_size.values():
+            for i in range(0, len(same), batch_size):
+                chunk = same[i:i + batch_size]
+                start = time.perf_counter()
+                try:
+                    self._style_chunk(st, chunk, styles, opts, job0.styles)
+                except Exception as exc:  # noqa: BLE001
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+                    for job, _ in chunk:
+                        record(JobResult(job, "failed", _reason(exc),
+                                         time.perf_counter() - start))
+                    continue
+                seconds = (time.perf_counter() - start) / len(chunk)
+                for job, _ in chunk:
+                    record(JobResult(job, "done", seconds=seconds))
+
+    def _style_chunk(self, st: Any, chunk: list[tuple[Job, torch.Tensor]],
+                     styles: list[torch.Tensor], opts: CoreOptions,
+                     style_names: tuple[str, ...]) -> None:
+        sizes = st.scale_sizes(tuple(chunk[0][1].shape[-2:]))
+        contents = torch.stack([_resize(c, sizes[-1]) for _, c in chunk])
+        if st.needs_content_for_targets:  # colour preservation: targets depend on content
+            targets = None
+        else:
+            targets = {}
+            for longest in st.options.ladder():
+                key = (_options_key(opts), style_names, longest)
+                if key not in self._targets:
+                    self.stats["style_targets_computed"] += 1
+                    self._targets[key] = st.style_targets(styles, longest)
+                targets[longest] = self._targets[key]
+        result = st.run(contents, styles if targets is None else None, targets=targets)
+        for (job, _), image in zip(chunk, result, strict=True):
+            save_image(image, job.output, inputs=[job.input, *style_names],
+                       recipe=make_recipe("style", st.options, weights=st.fx.identity,
+                                          inputs=[job.input, *style_names], device=st.device,
+                                          precision=st.precision))
+
+    @staticmethod
+    def _guarded(job: Job, fn: Callable[[], JobResult]) -> JobResult:
+        start = time.perf_counter()
+        try:
+            result = fn()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad input must not stop the batch
+            return JobResult(job, "failed", _reason(exc), time.perf_counter() - start)
+        result.seconds = time.perf_counter() - start
+        return result
+
+
+def sheet_for(report: BatchReport, path: str | Path, thumb: int = 192) -> Path:
+    """A contact sheet of a style batch: contents down, styles across, results inside."""
+    from artconv.sheet import contact_sheet
+
+    jobs = [r.job for r in report.results]
+    rows = list(dict.fromkeys(j.input for j in jobs))
+    columns = list(dict.fromkeys(s for j in jobs for s in j.styles[:1]))
+    status = {id(r.job): r.status for r in report.results}
+    cells = {(rows.index(j.input), columns.index(j.styles[0]) if j.styles else 0):
+             j.output if status[id(j)] != "failed" else None for j in jobs}
+    return contact_sheet(rows, columns, cells, path, thumb=thumb)
+
+
+def _style_sources(styles: Sequence[str]) -> Any:
+    from artconv.style import resolve_styles
+
+    return resolve_styles(list(styles))
+
+
+def _style_images(styles: Sequence[str]) -> list[torch.Tensor]:
+    return [load_image(s) for s in _style_sources(styles).images]
+
+
+def _resize(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    from artconv.imageio import resize_to
+
+    return image if tuple(image.shape[-2:]) == tuple(hw) else resize_to(image, hw)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ArtconvError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def network_key(opts: CoreOptions) -> tuple:
+    """Options that change the network itself: jobs sharing them share one extractor."""
+    seed = opts.seed if opts.weights == "random" and not opts.backbone else None
+    return (opts.arch, opts.weights, opts.preprocess, opts.pooling, opts.avg_rescale,
+            opts.backbone, seed)
+
+
+def _options_key(opts: CoreOptions) -> str:
+    return json.dumps(opts.to_dict(), sort_keys=True, default=str)
+
+
+def _options_class(engine: str) -> type[CoreOptions]:
+    from artconv.presets import _options_class as cls
+
+    return cls(engine)
+
+
+def _is_preset(name: str) -> bool:
+    return "/" not in name and "\\" not in name and not Path(name).suffix
+
+
+def _stem(name: str) -> str:
+    return Path(name).stem

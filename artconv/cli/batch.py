@@ -1,0 +1,155 @@
+"""`artconv batch style|dream|features INPUTS ...` and `artconv batch run MANIFEST`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from artconv.cli.common import Ui, command, console, option_parameters, split_options, ui_parameters
+
+ENGINE_HELP = {
+    "style": "Every input x every style (or all styles blended with --blend-styles).",
+    "dream": "Dream every input (e.g. every frame of a clip).",
+    "features": "Per-pixel features of every input.",
+}
+
+
+def _batch_command(engine: str):
+    def run(**kwargs: Any) -> None:
+        from artconv import batch
+
+        ui = Ui(quiet=kwargs.pop("quiet"), json=kwargs.pop("json_out"))
+        inputs = kwargs.pop("inputs")
+        styles = [s for s in (kwargs.pop("styles", None) or "").split(",") if s]
+        blend = kwargs.pop("blend_styles", False)
+        preset = kwargs.pop("preset")
+        bopts = batch.BatchOptions.from_dict(
+            {k: v for k, v in split_options(batch.BatchOptions, kwargs).items()
+             if v is not None})
+        options = _engine_options(engine, preset, split_options(_cls(engine), kwargs))
+        jobs = batch.plan(engine, inputs, styles=styles, out_dir=bopts.out_dir,
+                          template=bopts.template, blend=blend)
+        _execute(jobs, {engine: options}, bopts, ui)
+
+    params = [inspect.Parameter("inputs", inspect.Parameter.KEYWORD_ONLY,
+                                annotation=list[str],
+                                default=typer.Argument(..., help="Images, folders or glob "
+                                                       "patterns (quote them).", ))]
+    if engine == "style":
+        params += [
+            inspect.Parameter("styles", inspect.Parameter.KEYWORD_ONLY,
+                              annotation=Optional[str],  # noqa: UP045
+                              default=typer.Option(..., "--styles", "-s",
+                                                   help="Comma-separated style images or "
+                                                        "style presets.")),
+            inspect.Parameter("blend_styles", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                              default=typer.Option(False, "--blend-styles",
+                                                   help="One job per input with all styles "
+                                                        "blended (see --blend).")),
+        ]
+    from artconv.batch import BatchOptions
+
+    params += option_parameters(BatchOptions)
+    params += ui_parameters() + option_parameters(_cls(engine))
+    return run, params
+
+
+def _cls(engine: str) -> type:
+    from artconv.presets import _options_class
+
+    return _options_class(engine)
+
+
+def _engine_options(engine: str, preset: str | None, given: dict[str, Any]) -> Any:
+    from artconv.presets import find_preset, options_for
+
+    if preset is not None:
+        found = find_preset(preset)
+        if found.engine != engine:
+            from artconv.errors import ArtconvError
+
+            raise ArtconvError(f"{found.path}: preset {found.name!r} is for {found.engine}, "
+                               f"not {engine}")
+        preset = found
+    return options_for(_cls(engine), preset, given)
+
+
+def run_manifest(
+    manifest: str = typer.Argument(..., help="TOML ([[job]] tables) or JSON Lines file."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p",  # noqa: UP045
+                                         help="Preset applied under every job's options."),
+    out_dir: Optional[str] = typer.Option(None, "--out-dir", hidden=True),  # noqa: UP045
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="See `batch style`."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo existing outputs."),
+    report: Optional[str] = typer.Option(None, "--report", help="JSON summary file."),  # noqa: UP045
+    sheet: Optional[str] = typer.Option(None, "--sheet", help="Contact sheet PNG."),  # noqa: UP045
+    engine: str = typer.Option("local", "--engine", help="local or ray."),
+    address: str = typer.Option("auto", "--address", help="Ray cluster address."),
+    gpus_per_job: float = typer.Option(0.0, "--gpus-per-job", min=0.0),
+    cpus_per_job: float = typer.Option(1.0, "--cpus-per-job", min=0.0),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run the jobs of a manifest: one job a line (JSON Lines) or [[job]] tables (TOML), each
+    with its input, styles, output and option overrides; paths relative to the manifest."""
+    from artconv import batch
+
+    jobs = batch.read_manifest(manifest)
+    bopts = batch.BatchOptions(batch_size=batch_size, overwrite=overwrite, report=report,
+                               sheet=sheet, engine=engine, address=address,
+                               gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job
+                               ).validated()
+    engines = {j.engine for j in jobs}
+    options = {e: _engine_options(e, preset, {}) if preset else _cls(e)() for e in engines}
+    _execute(jobs, options, bopts, Ui(quiet=quiet, json=json_out))
+
+
+def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui) -> None:
+    from artconv import batch
+    from artconv.progress import Progress
+
+    runner = None
+    if bopts.engine == "ray":
+        from artconv.batch_ray import RayRunner
+
+        runner = RayRunner(address=bopts.address, gpus_per_job=bopts.gpus_per_job,
+                           cpus_per_job=bopts.cpus_per_job, max_retries=bopts.max_retries)
+    with Progress(quiet=ui.quiet or ui.json, console=console) as progress:
+        report = batch.render(jobs, options, runner=runner, overwrite=bopts.overwrite,
+                              batch_size=bopts.batch_size, progress=progress)
+    if bopts.report:
+        report.write(bopts.report)
+    if bopts.sheet:
+        batch.sheet_for(report, bopts.sheet)
+    if ui.json:
+        ui.result(report.to_dict())
+    elif not ui.quiet:
+        _summary(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _summary(report: Any) -> None:
+    table = Table(title=f"batch: {report.count('done')} done, {report.count('skipped')} "
+                        f"skipped, {report.count('failed')} failed in {report.seconds:.1f} s",
+                  title_justify="left")
+    for col in ("output", "status", "time", "reason"):
+        table.add_column(col, overflow="fold")
+    style = {"done": "green", "skipped": "dim", "failed": "red"}
+    for r in report.results:
+        table.add_row(r.job.output, f"[{style[r.status]}]{r.status}[/]",
+                      f"{r.seconds:.1f} s" if r.seconds else "", r.reason)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    batch_app = typer.Typer(no_args_is_help=True, help="Render many images: resumable, "
+                            "failures isolated, one network per batch.")
+    for engine, help_text in ENGINE_HELP.items():
+        fn, params = _batch_command(engine)
+        command(batch_app, engine, fn, params, help_text)
+    batch_app.command("run")(run_manifest)
+    app.add_typer(batch_app, name="batch")
