@@ -1,6 +1,7 @@
 """artconv: Deep Dream, neural style transfer and per-pixel features from named VGG layers.
 
-The public API is re-exported here lazily, so ``import artconv`` stays cheap for the CLI.
+The public API is re-exported here lazily, so `import artconv` (and the CLI's start) stays
+cheap until an engine is used.
 """
 
 from __future__ import annotations
@@ -20,19 +21,27 @@ _EXPORTS = {
     "stylize": "artconv.style",
     "StyleOptions": "artconv.style",
     "StyleTransfer": "artconv.style",
-    "dream": "artconv.dream",
-    "DreamOptions": "artconv.dream",
-    "Dreamer": "artconv.dream",
+    "dream": "artconv.deepdream",
+    "dream_frames": "artconv.deepdream",
+    "DreamOptions": "artconv.deepdream",
+    "Dreamer": "artconv.deepdream",
     "pixel_features": "artconv.features",
     "FeatureOptions": "artconv.features",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "ArtconvError", "Backbone", "DreamOptions", "Dreamer", "FeatureExtractor",
+    "FeatureOptions", "StyleOptions", "StyleTransfer", "__version__", "dream", "dream_frames",
+    "load_image", "pixel_features", "read_recipe", "save_image", "stylize",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from artconv.core import Backbone, FeatureExtractor
+    from artconv.deepdream import Dreamer, DreamOptions, dream, dream_frames
     from artconv.errors import ArtconvError
+    from artconv.features import FeatureOptions, pixel_features
     from artconv.imageio import load_image, read_recipe, save_image
+    from artconv.style import StyleOptions, StyleTransfer, stylize
 
 
 def __getattr__(name: str) -> Any:

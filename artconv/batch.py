@@ -374,7 +374,7 @@ class LocalRunner:
                 self._engines[key] = StyleTransfer(opts, extractor=self.network(opts),
                                                    progress=progress)
             elif engine == "dream":
-                from artconv.dream import Dreamer
+                from artconv.deepdream import Dreamer
 
                 self._engines[key] = Dreamer(opts, extractor=self.network(opts),
                                              progress=progress)
@@ -389,7 +389,7 @@ class LocalRunner:
                 "dream", dreamer.options, weights=dreamer.fx.identity, inputs=[job.input],
                 device=dreamer.device, precision=dreamer.precision))
         else:
-            from artconv.features import write_features
+            from artconv.featurefiles import write_features
 
             write_features(job.input, job.output, opts, extractor=self.network(opts),
                            progress=progress)

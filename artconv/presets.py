@@ -141,7 +141,7 @@ def download_image(url: str) -> Path:
 def _options_class(engine: str) -> type:
     import importlib
 
-    module = {"style": "artconv.style", "dream": "artconv.dream",
+    module = {"style": "artconv.style", "dream": "artconv.deepdream",
               "features": "artconv.features"}[engine]
     names = {"style": "StyleOptions", "dream": "DreamOptions", "features": "FeatureOptions"}
     return getattr(importlib.import_module(module), names[engine])

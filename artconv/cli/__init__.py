@@ -9,6 +9,7 @@ import sys
 import warnings
 
 import typer
+from rich.markup import escape
 
 from artconv import __version__
 from artconv.cli.common import console, state
@@ -43,7 +44,7 @@ for _name in COMMAND_MODULES:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,5 +55,5 @@ def main(argv: list[str] | None = None) -> None:
     except ArtconvError as exc:
         if state.debug:
             raise
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

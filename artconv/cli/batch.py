@@ -90,6 +90,8 @@ def run_manifest(
     address: str = typer.Option("auto", "--address", help="Ray cluster address."),
     gpus_per_job: float = typer.Option(0.0, "--gpus-per-job", min=0.0),
     cpus_per_job: float = typer.Option(1.0, "--cpus-per-job", min=0.0),
+    max_retries: int = typer.Option(2, "--max-retries", min=0,
+                                    help="Ray: retries of a job whose worker died."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -100,8 +102,8 @@ def run_manifest(
     jobs = batch.read_manifest(manifest)
     bopts = batch.BatchOptions(batch_size=batch_size, overwrite=overwrite, report=report,
                                sheet=sheet, engine=engine, address=address,
-                               gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job
-                               ).validated()
+                               gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
+                               max_retries=max_retries).validated()
     engines = {j.engine for j in jobs}
     options = {e: _engine_options(e, preset, {}) if preset else _cls(e)() for e in engines}
     _execute(jobs, options, bopts, Ui(quiet=quiet, json=json_out))

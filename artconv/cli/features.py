@@ -1,0 +1,73 @@
+"""`artconv features`: per-pixel feature arrays, PCA pictures and similarity heat maps.
+
+    artconv features cat.jpg -l relu1_2,relu2_1 -o cat.npy --pca cat-pca.png
+    artconv features cat.jpg --similar-to 120,80 -o heat.png
+    artconv features 'photos/*.jpg' --out-dir feats/ --pca-shared
+
+Arrays are built in RAM, or memory-mapped straight into the output .npy when they would not
+fit; every file appears atomically (written beside its final name, then renamed).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional
+
+import typer
+
+from artconv.cli.common import Ui, command, option_parameters, split_options, ui_parameters
+
+
+def features(images: list[str], output: str | None, out_dir: str | None, array_format: str,
+             pca: str | None, preset: str | None, quiet: bool, json_out: bool,
+             **kwargs: Any) -> None:
+    from artconv.featurefiles import Runner, check_outputs, plan_jobs
+    from artconv.features import FeatureOptions, build_extractor
+    from artconv.imageio import list_images
+    from artconv.presets import options_for
+    from artconv.progress import Progress
+
+    ui = Ui(quiet, json_out)
+    opts = options_for(FeatureOptions, preset, split_options(FeatureOptions, kwargs))
+    jobs = plan_jobs(list_images(images), opts, output, out_dir, array_format, pca)
+    for job in jobs:
+        check_outputs(job, opts)
+    fx = build_extractor(opts)
+    runner = Runner(fx, opts)
+    results = []
+    with Progress(quiet=quiet or json_out) as progress:
+        runner.progress = progress
+        for job in jobs:
+            results.append(runner.run(job, ui.say))
+        if opts.pca_shared:
+            runner.shared_pca(jobs, ui.say)
+    ui.result({"images": results})
+
+
+# -- registration -------------------------------------------------------------------------------
+def register(app: typer.Typer) -> None:
+    from artconv.features import FeatureOptions
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("images", kw, annotation=list[str], default=typer.Argument(
+            ..., help="Image files, folders or quoted glob patterns ('photos/*.jpg').")),
+        inspect.Parameter("output", kw, annotation=Optional[str], default=typer.Option(  # noqa: UP045
+            None, "--output", "-o", help="Array file (.npy, .npz, .pt, .safetensors) or, with "
+            "--similar-to, the heat map image. {stem} is replaced by each image's name.")),
+        inspect.Parameter("out_dir", kw, annotation=Optional[str], default=typer.Option(  # noqa: UP045
+            None, "--out-dir", help="Write DIR/STEM.FORMAT per image (plus STEM.pca.png with "
+            "--pca-shared, STEM.similar.png with --similar-to).")),
+        inspect.Parameter("array_format", kw, annotation=str, default=typer.Option(
+            "npy", "--format", help="Array format with --out-dir: npy, npz, pt or "
+            "safetensors.")),
+        inspect.Parameter("pca", kw, annotation=Optional[str], default=typer.Option(  # noqa: UP045
+            None, "--pca", help="Picture of the first three principal components as RGB "
+            "(recipe in `artconv.pca`); {stem} as for -o.")),
+        *option_parameters(FeatureOptions),
+        *ui_parameters(),
+    ]
+    command(app, "features", features, params,
+            "Per-pixel features (hypercolumns) of named layers: arrays, PCA pictures, "
+            "similarity heat maps.")
+

@@ -1,0 +1,171 @@
+"""Dream objectives: small differentiable scores of captured feature maps, composed like
+lucent's optvis objectives.
+
+    obj = layer_l2("relu4_2") + 0.5 * channel_mean("relu5_1", [12, 45])
+    score = obj(fx(image, obj.layers))        # a scalar tensor to maximise
+
+Every built-in objective is a mean over positions, so a tiled engine can weight each tile by
+its share of the image and sum (see artconv.tiling). Each takes a `scale` (the layer's typical
+magnitude on the input image) so layers of very different magnitudes get comparable weight.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from artconv.errors import ArtconvError
+
+Maps = Mapping[str, torch.Tensor]
+RANKINGS = ("strongest", "weakest", "random")
+
+
+class Objective:
+    """A named score of feature maps that knows which layers it needs; supports +, -, *."""
+
+    def __init__(self, fn: Callable[[Maps], torch.Tensor], layers: Iterable[str],
+                 name: str) -> None:
+        self.fn = fn
+        self.layers: tuple[str, ...] = tuple(dict.fromkeys(layers))
+        self.name = name
+
+    def __call__(self, maps: Maps) -> torch.Tensor:
+        return self.fn(maps)
+
+    def __add__(self, other: Objective | float) -> Objective:
+        if isinstance(other, Objective):
+            return Objective(lambda m: self(m) + other(m), self.layers + other.layers,
+                             f"{self.name} + {other.name}")
+        return Objective(lambda m: self(m) + other, self.layers, f"{self.name} + {other}")
+
+    def __radd__(self, other: float) -> Objective:
+        # sum([...]) starts from 0; keep the name clean for that case.
+        return self if other == 0 else self + other
+
+    def __mul__(self, k: float) -> Objective:
+        if k == 1:
+            return self
+        return Objective(lambda m: k * self(m), self.layers, f"{k:g}*{self.name}")
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Objective:
+        return Objective(lambda m: -self(m), self.layers, f"-{self.name}")
+
+    def __sub__(self, other: Objective | float) -> Objective:
+        return self + (-other)
+
+    def __repr__(self) -> str:
+        return f"Objective({self.name})"
+
+
+def layer_l2(layer: str, scale: float = 1.0) -> Objective:
+    """Mean squared activation of a layer (the classic Deep Dream objective), over `scale`."""
+    return Objective(lambda m: m[layer].float().square().mean() / scale, [layer],
+                     f"l2({layer})")
+
+
+def channel_mean(layer: str, channels: Sequence[int], scale: float = 1.0) -> Objective:
+    """Mean activation of chosen channels: the mean, not the square, so a weak channel gets a
+    full-strength gradient rather than one proportional to its (small) activation."""
+    index = list(channels)
+    return Objective(lambda m: m[layer][:, index].float().mean() / scale, [layer],
+                     f"channels({layer}:{','.join(map(str, index))})")
+
+
+def guided(layer: str, guide: torch.Tensor, scale: float = 1.0) -> Objective:
+    """google/deepdream's guided dream: each position maximises its dot product with the guide
+    feature (a column of `guide`, shape (C, M)) that it already matches best."""
+    guide = guide.float()
+    # The (M x positions) similarity matrix is made in chunks so a large tile stays bounded.
+    chunk = max(1, (1 << 24) // max(1, guide.shape[1]))
+
+    def fn(maps: Maps) -> torch.Tensor:
+        x = maps[layer].float().flatten(2)  # (N, C, P)
+        g = guide.to(x.device)
+        with torch.no_grad():  # the choice is not differentiated, as in the original
+            target = torch.empty_like(x)
+            for n in range(x.shape[0]):
+                for start in range(0, x.shape[2], chunk):
+                    part = x[n, :, start:start + chunk]
+                    target[n, :, start:start + chunk] = g[:, (g.T @ part).argmax(0)]
+        return (x * target).sum(1).mean() / scale
+
+    return Objective(fn, [layer], f"guided({layer})")
+
+
+def custom(fn: Callable[[Maps], torch.Tensor] | Objective, layers: Iterable[str]
+           ) -> Objective:
+    """A user's function of the captured maps; an Objective keeps its own layers."""
+    if isinstance(fn, Objective):
+        return fn
+    return Objective(fn, layers, getattr(fn, "__name__", "custom"))
+
+
+# -- choosing channels ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChannelSpec:
+    """One layer's channel request: explicit indices, or a ranking of K channels."""
+
+    layer: str | None  # None: the last of --layers
+    channels: tuple[int, ...] = ()
+    ranking: str | None = None
+    k: int = 0
+
+    def describe(self) -> str:
+        what = f"{self.ranking}:{self.k}" if self.ranking else ",".join(map(str, self.channels))
+        return f"{self.layer}:{what}" if self.layer else what
+
+
+def parse_channels(tokens: Sequence[str]) -> list[ChannelSpec]:
+    """`("relu4_2:12", "45", "relu5_1:strongest:8")` -> specs (syntax only).
+
+    The CLI splits `relu4_2:12,45` at the comma into two tokens, so a bare number continues
+    the previous layer's list; tokens given with commas inside (the API) are split here."""
+    specs: list[ChannelSpec] = []
+    for token in (t for item in tokens for t in str(item).split(",") if t.strip()):
+        parts = [p.strip() for p in str(token).split(":")]
+        layer: str | None = None
+        if parts[0] not in RANKINGS and not _is_int(parts[0]):
+            layer, parts = parts[0], parts[1:]
+        if len(parts) == 2 and parts[0] in RANKINGS and _is_int(parts[1]):
+            if int(parts[1]) < 1:
+                raise ArtconvError(f"--channels {token!r}: {parts[0]}:K needs K >= 1")
+            specs.append(ChannelSpec(layer, (), parts[0], int(parts[1])))
+        elif len(parts) == 1 and _is_int(parts[0]):
+            index = int(parts[0])
+            if layer is None and specs and specs[-1].ranking is None:
+                specs[-1] = ChannelSpec(specs[-1].layer, specs[-1].channels + (index,))
+            else:
+                specs.append(ChannelSpec(layer, (index,)))
+        else:
+            raise ArtconvError(f"--channels {token!r}: expected LAYER:N[,N...] or "
+                               f"LAYER:strongest|weakest|random:K")
+    return specs
+
+
+def select_channels(spec: ChannelSpec, layer: str, count: int,
+                    means: torch.Tensor | None = None, seed: int = 0) -> list[int]:
+    """The channel indices `spec` names for a layer of `count` channels; `means` (per-channel
+    mean activation on the input image) ranks them for strongest/weakest."""
+    if spec.ranking is None:
+        bad = [c for c in spec.channels if not 0 <= c < count]
+        if bad:
+            raise ArtconvError(f"--channels {spec.describe()}: channel {bad[0]} is out of "
+                               f"range for {layer}, which has {count} (0-{count - 1})")
+        return sorted(set(spec.channels))
+    if spec.k > count:
+        raise ArtconvError(f"--channels {spec.describe()}: {layer} has only {count} channels")
+    if spec.ranking == "random":
+        return sorted(random.Random(seed).sample(range(count), spec.k))
+    if means is None:
+        raise ValueError("strongest/weakest need the channel means of the input")
+    order = torch.argsort(means.float(), descending=spec.ranking == "strongest")
+    return sorted(order[:spec.k].tolist())
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
