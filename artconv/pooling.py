@@ -180,20 +180,25 @@ def _copy_conv(conv: nn.Conv2d, *, stride: int, dilation_factor: int = 1) -> nn.
 @torch.no_grad()
 def calibrate_avg_scales(max_net: nn.Sequential, avg_net: nn.Sequential,
                          normalize: nn.Module, size: int = 224) -> dict[str, float]:
-    """Set each ScaledAvgPool2d's scale to mean(maxpool(x)) / mean(avgpool(x)) on the
-    input x that reaches it in the avg network, fed 1/f ("pink") noise, the spectrum of
-    natural images. Done in order, so each factor sees the already-rescaled layers above."""
+    """Set each ScaledAvgPool2d's scale to rms(maxpool(x)) / rms(avgpool(x)) on the input x
+    that reaches it in the avg network, fed 1/f ("pink") noise, the spectrum of natural
+    images. Done in order, so each factor sees the already-rescaled layers above. RMS, not
+    the mean: after a leaky ReLU (own backbones) the mean can be ~0 or negative."""
     x = normalize(pink_noise(size))
     scales: dict[str, float] = {}
     for (name, module), (_, original) in zip(avg_net.named_children(),
                                              max_net.named_children(), strict=True):
         if isinstance(module, ScaledAvgPool2d):
             module.scale = 1.0
-            ratio = original(x).mean() / module(x).mean().clamp_min(1e-12)
+            ratio = _rms(original(x)) / _rms(module(x)).clamp_min(1e-12)
             module.scale = float(ratio)
             scales[name] = module.scale
         x = module(x)
     return scales
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.float().square().mean().sqrt()
 
 
 def pink_noise(size: int, seed: int = 0) -> torch.Tensor:

@@ -22,7 +22,10 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg"))
     torch.hub.set_dir(str(home / "hub"))
-    torch.set_num_threads(2)
+    # One thread: tiny tensors gain nothing from more, and OpenMP's spinning threads slow
+    # tests many-fold when the machine is busy. Subprocesses (CLI tests) inherit the env.
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 def make_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:

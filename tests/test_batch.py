@@ -207,3 +207,24 @@ def test_contact_sheet_and_json_summary(tmp_path, grid):
     cell = image[:, gap + thumb // 2, 2 * gap + thumb + thumb // 2]
     assert torch.allclose(corner, torch.tensor([24, 24, 24]) / 255, atol=1e-3)
     assert not torch.allclose(cell, corner, atol=0.05)
+
+
+def test_dream_and_features_jobs_share_one_network(tmp_path, backbone_file):
+    from artconv.deepdream import DreamOptions
+    from artconv.features import FeatureOptions
+
+    images = [make_image(tmp_path / f"f{i}.png", (40, 32), seed=i) for i in range(2)]
+    backbone = f"{backbone_file}:build"
+    jobs = batch.plan("dream", images, out_dir=tmp_path / "dreams") + batch.plan(
+        "features", images, out_dir=tmp_path / "feats")
+    runner = batch.LocalRunner()
+    report = batch.render(jobs, {
+        "dream": DreamOptions(backbone=backbone, layers=("r3",), steps=2, octaves=1),
+        "features": FeatureOptions(backbone=backbone, layers=("r1", "r3"))}, runner=runner)
+    assert report.count("done") == 4, report.to_dict()
+    assert runner.stats["networks_loaded"] == 1
+    import numpy as np
+
+    arr = np.load(tmp_path / "feats" / "f0.npy")
+    assert arr.shape == (8 + 16, 32, 40)
+    assert load_image(tmp_path / "dreams" / "f1_dream.png").shape == (3, 32, 40)

@@ -128,13 +128,25 @@ def test_avg_pool_equals_hand_computation():
     torch.testing.assert_close(p1, hand)
 
 
-def test_avg_rescale_matches_max_mean_on_calibration_input():
+def test_avg_rescale_matches_max_rms_on_calibration_input():
     net = tiny_sequential()
     fx = FeatureExtractor(net, "avg", avg_rescale=True)
     assert set(fx.avg_scales) == {"p1", "p2"} and all(s > 1 for s in fx.avg_scales.values())
     x = pink_noise(224)
     before_p1 = fx.net[:2](x)
-    torch.testing.assert_close(fx.net.p1(before_p1).mean(), net.p1(before_p1).mean())
+    rms = lambda t: t.square().mean().sqrt()  # noqa: E731
+    torch.testing.assert_close(rms(fx.net.p1(before_p1)), rms(net.p1(before_p1)))
+
+
+def test_avg_rescale_is_positive_after_leaky_relu():
+    net = nn.Sequential(OrderedDict([("c", nn.Conv2d(3, 8, 3, padding=1)),
+                                     ("a", nn.LeakyReLU(0.1)), ("p", nn.MaxPool2d(2)),
+                                     ("c2", nn.Conv2d(8, 8, 3, padding=1)),
+                                     ("a2", nn.LeakyReLU(0.1)), ("p2", nn.MaxPool2d(2))]))
+    with torch.no_grad():
+        net.c2.bias.fill_(-5.0)  # mostly negative inputs to p2: a mean ratio would blow up
+    fx = FeatureExtractor(net, "avg", avg_rescale=True)
+    assert all(0.5 < s < 10 for s in fx.avg_scales.values()), fx.avg_scales
 
 
 def test_strided_keeps_trained_conv_weights(random_vgg):
