@@ -4,7 +4,6 @@ assembles them and turns user errors into one line and a non-zero exit."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import warnings
 
@@ -39,8 +38,7 @@ def _root(
 
 
 for _name in COMMAND_MODULES:
-    if importlib.util.find_spec(f"artconv.cli.{_name}") is not None:  # TODO(lead): strict
-        importlib.import_module(f"artconv.cli.{_name}").register(app)
+    importlib.import_module(f"artconv.cli.{_name}").register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -48,12 +46,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: typer handles usage errors (exit 2); ArtconvError is one red line."""
+    """Entry point: ArtconvError is one red line (exit 2), Ctrl-C exits 130, usage errors
+    print click's message (exit 2)."""
     warnings.showwarning = _show_warning
     try:
-        app(args=argv)
+        code = app(args=argv, standalone_mode=False)
     except ArtconvError as exc:
         if state.debug:
             raise
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
