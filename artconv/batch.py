@@ -315,6 +315,19 @@ def resolve_options(options: Mapping[str, CoreOptions | Mapping[str, Any]],
     return out
 
 
+def recorder(results: list[JobResult], on_result: Callable[[JobResult], Any],
+             progress: Progress) -> Callable[[JobResult], None]:
+    """What every runner does as a job ends: keep it, report it, log a failure."""
+
+    def record(result: JobResult) -> None:
+        results.append(result)
+        on_result(result)
+        if result.status == "failed":
+            progress.log(f"[red]failed[/] {result.job.output}: {result.reason}")
+
+    return record
+
+
 class LocalRunner:
     """Runs jobs in this process: one network per distinct network options, one set of style
     targets per (style, scale), `batch_size` same-sized style jobs optimised together."""
@@ -329,13 +342,7 @@ class LocalRunner:
             progress: Progress, on_result: Callable[[JobResult], Any] = lambda r: None,
             ) -> list[JobResult]:
         results: list[JobResult] = []
-
-        def record(result: JobResult) -> None:
-            results.append(result)
-            on_result(result)
-            if result.status == "failed":
-                progress.log(f"[red]failed[/] {result.job.output}: {result.reason}")
-
+        record = recorder(results, on_result, progress)
         groups: dict[tuple, list[tuple[Job, CoreOptions]]] = defaultdict(list)
         for job in jobs:
             try:

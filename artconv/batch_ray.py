@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from artconv.batch import Job, JobResult, LocalRunner, _is_preset, _options_class, _reason
+from artconv.batch import Job, JobResult, LocalRunner, _is_preset, _options_class, _reason, recorder
 from artconv.errors import ArtconvError
 from artconv.options import CoreOptions
 from artconv.progress import Progress
@@ -85,12 +85,7 @@ class RayRunner:
         records = {e: _option_record(e, options[e]) for e in sorted({j.engine for j in jobs})}
         chunks = deque(_chunks(jobs, batch_size))
         results: list[JobResult] = []
-
-        def record(result: JobResult) -> None:
-            results.append(result)
-            on_result(result)
-            if result.status == "failed":
-                progress.log(f"[red]failed[/] {result.job.output}: {result.reason}")
+        record = recorder(results, on_result, progress)
 
         ray = self._ray
         started = self._connect()

@@ -143,7 +143,11 @@ class FeatureExtractor(nn.Module):
         return self.net[self._index[name]]
 
     def channels(self, name: str) -> int:
-        return {i.name: i.channels for i in self.describe(64)}[name]
+        """Channels of a layer's output (independent of the input size)."""
+        self.check_layers([name])
+        if not hasattr(self, "_channels"):
+            self._channels = {i.name: i.channels for i in self.describe(64)}
+        return self._channels[name]
 
     def describe(self, size: int | tuple[int, int] = 224) -> list[LayerInfo]:
         """Each layer's kind, channels, stride, receptive field, output size and cost."""

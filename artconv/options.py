@@ -53,8 +53,12 @@ class Options:
         return cls(**{k: coerce(cls, k, v) for k, v in values.items()}).validated()
 
     def replace(self: T, **changes: Any) -> T:
+        """A checked copy with `changes`; None for a field that cannot be None means "not
+        given" (keeps the current value), so callers can pass optional arguments through."""
         cls = type(self)
-        coerced = {k: coerce(cls, k, v) for k, v in changes.items()}
+        hints = typing.get_type_hints(cls)
+        coerced = {k: coerce(cls, k, v) for k, v in changes.items()
+                   if v is not None or k not in hints or base_type(hints[k])[1]}
         return dataclasses.replace(self, **coerced).validated()
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -62,20 +61,9 @@ def random_vgg():
         return FeatureExtractor.vgg("vgg19", "random")
 
 
-def tiny_sequential(seed: int = 0) -> nn.Sequential:
-    """A small VGG-like own backbone: named layers, two pools, RGB [0,1] input."""
-    torch.manual_seed(seed)
-    return nn.Sequential(OrderedDict([
-        ("c1", nn.Conv2d(3, 8, 3, padding=1)), ("r1", nn.ReLU()),
-        ("p1", nn.MaxPool2d(2)),
-        ("c2", nn.Conv2d(8, 16, 3, padding=1)), ("r2", nn.ReLU()),
-        ("p2", nn.MaxPool2d(2)),
-        ("c3", nn.Conv2d(16, 16, 3, padding=1)), ("r3", nn.ReLU()),
-    ])).eval()
-
-
 BACKBONE_SOURCE = '''
 from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -89,6 +77,27 @@ def build():
         ("c3", nn.Conv2d(16, 16, 3, padding=1)), ("r3", nn.ReLU()),
     ])).eval()
 '''
+
+
+def tiny_sequential() -> nn.Sequential:
+    """A small VGG-like own backbone (layers c1,r1,p1,c2,r2,p2,c3,r3; RGB [0,1] input): the
+    same network `backbone_file`'s `build()` returns."""
+    namespace: dict = {}
+    exec(BACKBONE_SOURCE, namespace)
+    return namespace["build"]()
+
+
+def style_grid(tmp_path: Path, backbone_file: Path, contents: int = 3, styles: int = 2):
+    """Content and style images plus fast StyleOptions on the tiny backbone, for batches."""
+    from artconv.style import StyleOptions
+
+    content_paths = [make_image(tmp_path / "in" / f"photo{i}.png", (40, 32), seed=i)
+                     for i in range(contents)]
+    style_paths = [make_image(tmp_path / "styles" / f"paint{i}.png", (32, 32), seed=10 + i)
+                   for i in range(styles)]
+    opts = StyleOptions(backbone=f"{backbone_file}:build", size=32, iterations=(3,),
+                        content_layers=("r2",), style_layers=("r1", "r2"), precision="fp32")
+    return content_paths, style_paths, opts
 
 
 @pytest.fixture

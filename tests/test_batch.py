@@ -17,20 +17,15 @@ import torch
 from artconv import batch
 from artconv.errors import ArtconvError
 from artconv.imageio import load_image, read_recipe
-from artconv.style import StyleOptions, StyleTransfer
-from tests.conftest import make_image
+from artconv.style import StyleTransfer
+from tests.conftest import make_image, style_grid
 
 ARTCONV = [sys.executable, "-m", "artconv"]
 
 
 @pytest.fixture
 def grid(tmp_path, backbone_file):
-    contents = [make_image(tmp_path / "in" / f"photo{i}.png", (40, 32), seed=i) for i in range(3)]
-    styles = [make_image(tmp_path / "styles" / f"paint{i}.png", (32, 32), seed=10 + i)
-              for i in range(2)]
-    opts = StyleOptions(backbone=f"{backbone_file}:build", size=32, iterations=(3,),
-                        content_layers=("r2",), style_layers=("r1", "r2"), precision="fp32")
-    return contents, styles, opts
+    return style_grid(tmp_path, backbone_file, contents=3)
 
 
 def test_grid_renders_skips_and_overwrites(tmp_path, grid):

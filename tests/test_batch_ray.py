@@ -19,8 +19,7 @@ import pytest
 from artconv import batch
 from artconv.errors import ArtconvError
 from artconv.imageio import atomic_path, load_image
-from artconv.style import StyleOptions
-from tests.conftest import make_image
+from tests.conftest import make_image, style_grid
 
 try:
     import ray
@@ -53,12 +52,7 @@ def ray_address(tmp_path_factory):
 
 @pytest.fixture
 def grid(tmp_path, backbone_file):
-    contents = [make_image(tmp_path / "in" / f"photo{i}.png", (40, 32), seed=i) for i in range(2)]
-    styles = [make_image(tmp_path / "styles" / f"paint{i}.png", (32, 32), seed=10 + i)
-              for i in range(2)]
-    opts = StyleOptions(backbone=f"{backbone_file}:build", size=32, iterations=(3,),
-                        content_layers=("r2",), style_layers=("r1", "r2"), precision="fp32")
-    return contents, styles, opts
+    return style_grid(tmp_path, backbone_file, contents=2)
 
 
 def _leftovers(folder: Path) -> list[str]:

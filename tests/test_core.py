@@ -424,3 +424,9 @@ def test_sequential_subclass_children_become_layers():
 
     net = Net(OrderedDict([("a", nn.Conv2d(3, 4, 1)), ("b", nn.ReLU())]))
     assert FeatureExtractor(net).layer_names == ["a", "b"]
+
+
+def test_options_replace_none_keeps_required_fields():
+    opts = CoreOptions(seed=5)
+    assert opts.replace(seed=None, pooling=None).seed == 5
+    assert opts.replace(backbone=None).backbone is None  # optional fields may be reset
