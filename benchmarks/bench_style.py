@@ -36,6 +36,7 @@ from common import (  # noqa: E402
 )
 
 from artconv.device import resolve_device  # noqa: E402
+from artconv.imageio import load_image  # noqa: E402
 from artconv.pooling import pink_noise  # noqa: E402
 from artconv.style import StyleOptions, StyleTransfer  # noqa: E402
 
@@ -43,16 +44,25 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def engine(args: argparse.Namespace, precision: str, **changes: Any) -> StyleTransfer:
+    layers = {k: tuple(v.split(",")) for k, v in (("content_layers", args.content_layers),
+                                                  ("style_layers", args.style_layers)) if v}
     opts = StyleOptions(arch=args.arch, weights=args.weights, pooling=args.pooling,
-                        style_loss=args.style_loss, device=args.device, precision=precision,
-                        **changes)
+                        backbone=args.backbone, style_loss=args.style_loss, device=args.device,
+                        precision=precision, **layers, **changes)
     with warnings.catch_warnings():  # --weights random warns that results are noise
         warnings.simplefilter("ignore")
         return StyleTransfer(opts)
 
 
-def images(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Content and style stand-ins with natural images' 1/f spectrum."""
+def images(size: int, device: torch.device, args: argparse.Namespace | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content and style: the --content/--style photos if given (square-cropped to `size`),
+    else stand-ins with natural images' 1/f spectrum."""
+    if args is not None and args.content and args.style:
+        from artconv.imageio import resize_to
+
+        pair = [resize_to(load_image(p), (size, size)) for p in (args.content, args.style)]
+        return pair[0][None].to(device), pair[1].to(device)
     return pink_noise(size, seed=1).to(device), pink_noise(size, seed=2)[0].to(device)
 
 
@@ -112,7 +122,7 @@ def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = resolve_device(args.device)
     rows = []
     for size in args.sizes:
-        content, style = images(size, device)
+        content, style = images(size, device, args)
         reference = engine(args, "fp32", size=size, iterations=(args.evals,))
         scorer = reference.objective(content, reference.style_targets([style], size))
         finals = {}
@@ -139,6 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", default="random")
     p.add_argument("--pooling", default="max")
     p.add_argument("--style-loss", default="gram", choices=["gram", "w2"])
+    p.add_argument("--backbone", default=None, help="own FILE.py:FUNCTION (e.g. a real net)")
+    p.add_argument("--content-layers", default=None, help="comma-separated (own backbone)")
+    p.add_argument("--style-layers", default=None, help="comma-separated (own backbone)")
+    p.add_argument("--content", default=None, help="content photo (--quality)")
+    p.add_argument("--style", default=None, help="style painting (--quality)")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
