@@ -30,7 +30,19 @@ from artconv.errors import ArtconvError
 StrPath = str | os.PathLike[str]
 ImageSource = StrPath | Image.Image | np.ndarray | torch.Tensor
 
-DEFAULT_MAX_PIXELS: int = 100_000_000  # decompression-bomb / memory guard
+# Decompression-bomb / memory guard: 100 MP (a 10000x10000 image is 1.2 GB as float RGB before
+# any network runs). $ARTCONV_MAX_PIXELS raises it for every command without a flag on each.
+DEFAULT_MAX_PIXELS: int = 100_000_000
+
+
+def max_pixels_limit() -> int:
+    """The pixel limit in force: $ARTCONV_MAX_PIXELS, else DEFAULT_MAX_PIXELS."""
+    value = os.environ.get("ARTCONV_MAX_PIXELS", "")
+    try:
+        return int(float(value)) if value else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise ArtconvError(f"ARTCONV_MAX_PIXELS={value!r}: expected a number of pixels"
+                           ) from None
 
 SAVE_FORMATS: dict[str, str] = {
     ".png": "PNG",
@@ -53,7 +65,7 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 
 def load_image(
-    src: ImageSource, size: int | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    src: ImageSource, size: int | None = None, *, max_pixels: int | None = None
 ) -> torch.Tensor:
     """Load ``src`` as a contiguous float32 ``(3, H, W)`` RGB tensor in [0, 1].
 
@@ -66,8 +78,11 @@ def load_image(
     the paint, rather than whatever colour happens to be stored under alpha 0.
 
     If ``size`` is given, the image is resized so its longest side is ``size``.
-    Files over ``max_pixels`` are refused before their pixels are decoded.
+    Files over ``max_pixels`` (default: `max_pixels_limit()`) are refused before their
+    pixels are decoded.
     """
+    if max_pixels is None:
+        max_pixels = max_pixels_limit()
     if isinstance(src, str | os.PathLike):
         with _open_image(src, max_pixels) as img:
             _decode(img, src)
@@ -149,7 +164,7 @@ def _check_pixels(name: str, wh: tuple[int, int], max_pixels: int) -> None:
     if w * h > max_pixels:
         raise ArtconvError(
             f"{name}: {w}x{h} is {_megapixels(w * h)}, over the {_megapixels(max_pixels)} limit "
-            "(raise max_pixels / --max-pixels if you have the memory)"
+            "(set ARTCONV_MAX_PIXELS higher if you have the memory)"
         )
 
 

@@ -322,7 +322,7 @@ def test_too_large_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> No
         load_image(path, max_pixels=100)
     msg = str(err.value)
     assert msg.startswith(f"{path}: 20x20 is 400 pixels, over the 100 pixels limit")
-    assert "--max-pixels" in msg and "\n" not in msg
+    assert "ARTCONV_MAX_PIXELS" in msg and "\n" not in msg
 
 
 def test_pil_pixel_limit_does_not_preempt_ours(tmp_path: Path, monkeypatch) -> None:
@@ -467,3 +467,13 @@ def test_list_images_folder_and_globs(gallery: Path) -> None:
 def test_list_images_nothing_found(item: str, gallery: Path) -> None:
     with pytest.raises(ArtconvError, match=r"no (image files|such file)"):
         list_images(str(gallery / item))
+
+
+def test_pixel_limit_from_environment(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.new("RGB", (30, 20)).save(path)
+    monkeypatch.setenv("ARTCONV_MAX_PIXELS", "500")
+    with pytest.raises(ArtconvError, match=r"big.png: 30x20 .*ARTCONV_MAX_PIXELS"):
+        load_image(path)
+    monkeypatch.setenv("ARTCONV_MAX_PIXELS", "600")
+    assert load_image(path).shape == (3, 20, 30)
