@@ -67,14 +67,16 @@ def match_color(style: torch.Tensor, content: torch.Tensor, eps: float = 1e-7) -
     The symmetric square roots (eigen-decomposition) are the "image analogies" variant the
     paper chose over Cholesky: it rotates colours least.
     """
-    mean_s, cov_s = color_stats(style)
+    # On the host: MPS has neither float64 nor eigh, and this runs once per style image.
+    source, content = style.detach().cpu(), content.detach().cpu()
+    mean_s, cov_s = color_stats(source)
     mean_c, cov_c = color_stats(content)
-    eye = torch.eye(3, dtype=cov_s.dtype, device=cov_s.device)  # eps: a flat style image
+    eye = torch.eye(3, dtype=cov_s.dtype)  # eps: a flat style image
     vals_s, vecs_s = torch.linalg.eigh(cov_s + eps * eye)
     vals_c, vecs_c = torch.linalg.eigh(cov_c)
     inv_sqrt_s = vecs_s @ torch.diag(vals_s.rsqrt()) @ vecs_s.T
     sqrt_c = vecs_c @ torch.diag(vals_c.clamp_min(0).sqrt()) @ vecs_c.T
     a = sqrt_c @ inv_sqrt_s
-    x = style.reshape(3, -1).double()
+    x = source.reshape(3, -1).double()
     out = a @ (x - mean_s[:, None]) + mean_c[:, None]
-    return out.reshape(style.shape).to(style.dtype)
+    return out.reshape(style.shape).to(style.device, style.dtype)

@@ -15,6 +15,7 @@ divides it by its mean magnitude and takes one step of `step_size`.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -156,7 +157,9 @@ class Dreamer:
         self.device = resolve_device(o.device)
         self.precision = resolve_precision(o.precision, self.device)
         self.memory_format = memory_format(self.device, self.precision)
-        self.fx = (extractor or FeatureExtractor.from_options(o)).to(self.device)
+        self.fx = extractor if extractor is not None else FeatureExtractor.from_options(o)
+        # Weights in the crops' format, or every convolution converts them again each step.
+        self.fx.to(self.device, memory_format=self.memory_format)
         self.progress = ensure(progress)
         self.callback = callback
         self.channel_specs = parse_channels(o.channels)
@@ -272,15 +275,19 @@ class Dreamer:
         if shift is None:
             shift = tuple(torch.randint(-o.jitter, o.jitter + 1, (2,), generator=rng).tolist())
         grad, value = self.gradient(image, objective, shift=shift, warp=self._random_warp(rng))
-        score = float(value)
-        if not math.isfinite(score) or not bool(torch.isfinite(grad).all()):
+        magnitude = grad.abs().mean()
+        # The step's one host sync: the objective for progress, and the mean magnitude,
+        # which is non-finite exactly when some gradient entry is.
+        score, size = torch.stack([value.float(), magnitude.float()]).tolist()
+        if not math.isfinite(score) or not math.isfinite(size):
             raise ArtconvError(f"dream objective became non-finite ({score}); try a smaller "
                                "--step-size or --precision fp32, or check the objective")
         if o.lap_levels:
             grad = lap_normalize(grad, o.lap_levels)
+            magnitude = grad.abs().mean()
         # Normalising by the mean magnitude makes step_size a pixel change, whatever the
         # layer's scale (google/deepdream's rule).
-        grad = grad / grad.abs().mean().clamp_min(1e-12)
+        grad = grad / magnitude.clamp_min(1e-12)
         return (self._to_batch(image) + o.step_size * grad).clamp_(0, 1), score
 
     def _score(self, objective: Objective, crop: torch.Tensor) -> torch.Tensor:
@@ -461,15 +468,13 @@ def affine_warp(x: torch.Tensor, scale: float, degrees: float, mode: str = "bili
     a = math.radians(degrees)
     c, s = math.cos(a), math.sin(a)
     # In grid_sample's [-1, 1] coordinates a pixel rotation needs the aspect ratio.
+    # Made on the host, copied without a blocking transfer: this runs every jittered step.
     theta = torch.tensor([[c, -s * h / w, 0.0], [s * w / h, c, 0.0]],
-                         dtype=x.dtype, device=x.device) / scale
+                         dtype=x.dtype).div_(scale).to(x.device, non_blocking=True)
     grid = F.affine_grid(theta[None].expand(x.shape[0], 2, 3), list(x.shape),
                          align_corners=False)
     out = F.grid_sample(x, grid, mode=mode, padding_mode="reflection", align_corners=False)
     return out.clamp(0, 1) if mode == "bicubic" else out
-
-
-_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
 
 
 def lap_normalize(grad: torch.Tensor, levels: int) -> torch.Tensor:
@@ -489,8 +494,15 @@ def lap_normalize(grad: torch.Tensor, levels: int) -> torch.Tensor:
     return out
 
 
+@functools.cache
+def _binomial_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Cached per device: a host-to-device copy every step would block on the GPU.
+    b = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    return torch.outer(b, b).to(device, dtype)
+
+
 def _blur_down(x: torch.Tensor) -> torch.Tensor:
-    k = torch.outer(_BINOMIAL, _BINOMIAL).to(x)
+    k = _binomial_kernel(x.device, x.dtype)
     channels = x.shape[1]
     padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
     return F.conv2d(padded, k.expand(channels, 1, 5, 5), stride=2, groups=channels)

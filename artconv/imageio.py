@@ -271,9 +271,14 @@ def resize_longest(img: torch.Tensor, size: int) -> torch.Tensor:
     """Resize ``(C, H, W)`` or ``(N, C, H, W)`` so the longest side is ``size``, keeping aspect."""
     if size < 1:
         raise ArtconvError(f"size {size}: must be at least 1 pixel")
-    h, w = img.shape[-2:]
+    return resize_to(img, fit_longest(img.shape[-2:], size))
+
+
+def fit_longest(hw: Sequence[int], size: int) -> tuple[int, int]:
+    """(height, width) scaled so the longest side is ``size``, aspect kept, each side >= 1."""
+    h, w = int(hw[0]), int(hw[1])
     scale = size / max(h, w)
-    return resize_to(img, (max(1, round(h * scale)), max(1, round(w * scale))))
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def resize_to(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -327,7 +332,7 @@ def save_image(
         raise ArtconvError(
             f"{path}: unsupported output format '{path.suffix}' (use .png, .jpg, .webp, .tif)"
         )
-    if any(_same_file(path, Path(src)) for src in inputs):
+    if any(same_file(path, Path(src)) for src in inputs):
         raise ArtconvError(f"{path}: refusing to overwrite an input image (choose another -o)")
     if not overwrite and path.exists():
         raise ArtconvError(f"{path}: exists (use --overwrite)")
@@ -402,7 +407,8 @@ def _umask() -> int:
     return mask
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """True when two paths name one file (hard links, symlinks, case-folding filesystems)."""
     try:
         return os.path.samefile(a, b)  # sees through hard links, symlinks, case-folding FSes
     except OSError:  # one of them doesn't exist (yet)

@@ -72,8 +72,17 @@ def channel_mean(layer: str, channels: Sequence[int], scale: float = 1.0) -> Obj
     """Mean activation of chosen channels: the mean, not the square, so a weak channel gets a
     full-strength gradient rather than one proportional to its (small) activation."""
     index = list(channels)
-    return Objective(lambda m: m[layer][:, index].float().mean() / scale, [layer],
-                     f"channels({layer}:{','.join(map(str, index))})")
+    # Indexing with a Python list copies it to the device, blocking, on every call; keep
+    # one index tensor per device instead.
+    on_device: dict[torch.device, torch.Tensor] = {}
+
+    def fn(maps: Maps) -> torch.Tensor:
+        x = maps[layer]
+        if x.device not in on_device:
+            on_device[x.device] = torch.tensor(index, dtype=torch.long, device=x.device)
+        return x.index_select(1, on_device[x.device]).float().mean() / scale
+
+    return Objective(fn, [layer], f"channels({layer}:{','.join(map(str, index))})")
 
 
 def guided(layer: str, guide: torch.Tensor, scale: float = 1.0) -> Objective:

@@ -47,7 +47,14 @@ from artconv import color, losses
 from artconv.core import FeatureExtractor
 from artconv.device import autocast, fp32, memory_format, resolve_device, resolve_precision
 from artconv.errors import ArtconvError
-from artconv.imageio import IMAGE_EXTENSIONS, ImageSource, load_image, resize_to, to_pil
+from artconv.imageio import (
+    IMAGE_EXTENSIONS,
+    ImageSource,
+    fit_longest,
+    load_image,
+    resize_to,
+    to_pil,
+)
 from artconv.options import CoreOptions, opt
 from artconv.progress import Progress, ensure
 
@@ -103,7 +110,8 @@ class StyleOptions(CoreOptions):
     init: str = opt("content", "Start image: content, noise (uniform, from --seed) or an "
                                "image path.")
     content_layers: tuple[str, ...] = opt(("relu4_2",), "Layers whose features the result "
-                                          "must keep from the content image.")
+                                          "must keep from the content image (several are "
+                                          "averaged, so the weight keeps its meaning).")
     style_layers: tuple[str, ...] = opt(
         ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
         "Layers whose feature statistics the result takes from the style images.")
@@ -329,7 +337,7 @@ class StyleTransfer:
         self.fx.check_layers([*self.options.content_layers, *self.options.style_layers])
         self.weights = resolve_weights(self.options, weights_kind(self.fx))
         self.progress = progress
-        self.target_computations = 0  # style_targets() calls, for batch accounting
+        self.target_computations = 0  # style_targets() calls: lets callers check reuse
         self.last_figures: dict[str, float] = {}
         self._compose: Callable[[], torch.Tensor] | None = None
 
@@ -372,7 +380,7 @@ class StyleTransfer:
                 y = color.match_luminance(color.luminance(image), color.luminance(content))
                 image = y.expand(3, -1, -1)
             longest = max(1, round(size * opts.style_scale))
-            hw = _fit(image.shape[-2:], longest)
+            hw = fit_longest(image.shape[-2:], longest)
             # resize_to clamps; a colour-matched style may leave [0, 1] on purpose
             image = F.interpolate(image[None], size=hw, mode="bicubic", antialias=True)
             with autocast(self.device, self.precision):
@@ -392,7 +400,7 @@ class StyleTransfer:
     # -- running -----------------------------------------------------------------------------
     def scale_sizes(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
         """(height, width) at each scale for a content image of size `hw`."""
-        return [_fit(hw, longest) for longest in self.options.ladder()]
+        return [fit_longest(hw, longest) for longest in self.options.ladder()]
 
     def run(self, content: torch.Tensor | ImageSource,
             styles: Sequence[torch.Tensor] | None = None, *,
@@ -475,9 +483,11 @@ class StyleTransfer:
         k = content.shape[0]
         if init == "content":
             x = resize_to(content, hw)
-        elif init == "noise":  # made on the CPU: the same seed gives the same start anywhere
+        elif init == "noise":
+            # Made on the CPU, so a seed gives the same start on any device; one draw shared
+            # by the batch, so each image starts where it would in a run of its own.
             gen = torch.Generator().manual_seed(self.options.seed)
-            x = torch.rand((k, 3, *hw), generator=gen).to(self.device)
+            x = torch.rand((1, 3, *hw), generator=gen).to(self.device).expand(k, -1, -1, -1)
         else:
             try:
                 start = load_image(init)
@@ -485,7 +495,7 @@ class StyleTransfer:
                 raise ArtconvError(f"--init {exc} (use content, noise or an image path)") \
                     from None
             x = resize_to(start.to(self.device), hw).expand(k, -1, -1, -1)
-        return color.luminance(x).clamp(0, 1) if lum else x.clone()
+        return color.luminance(x).clamp(0, 1) if lum else x  # _optimise copies it
 
     def _optimise(self, objective: _Objective, x: torch.Tensor, content_s: torch.Tensor,
                   lum: bool, adam_state: list[dict[str, Any]] | None, index: int,
@@ -581,12 +591,6 @@ def _batch(image: torch.Tensor) -> torch.Tensor:
         raise ArtconvError(f"expected an image (3,H,W) or batch (K,3,H,W), got "
                            f"{tuple(image.shape)}")
     return image
-
-
-def _fit(hw: Sequence[int], longest: int) -> tuple[int, int]:
-    h, w = int(hw[0]), int(hw[1])
-    scale = longest / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def _stack(items: list[Any]) -> Any:

@@ -24,7 +24,7 @@ continuing after any frames already there. The output carries its recipe
 def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
               json_out: bool, **kwargs: Any) -> None:
     from artconv.deepdream import Dreamer, DreamInterrupted
-    from artconv.imageio import SAVE_FORMATS, load_image, save_image
+    from artconv.imageio import SAVE_FORMATS, load_image, same_file, save_image
     from artconv.presets import find_preset, options_for
     from artconv.progress import Progress
 
@@ -39,10 +39,10 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
     if output is None:
         output = image.with_name(f"{image.stem}_dream" + ("_frames" if video else ".png"))
     elif not video and output.suffix.lower() not in SAVE_FORMATS:  # fail before dreaming
-        raise ArtconvError(f"{output}: unsupported output format '{output.suffix}' "
-                           "(use .png, .jpg, .webp, .tif)")
+        raise ArtconvError(f"{output}: unsupported output format '{output.suffix}' (use "
+                           f"{', '.join(sorted(SAVE_FORMATS))})")
     inputs = [image] + ([Path(options.guide)] if options.guide else [])
-    if any(output.resolve() == p.resolve() for p in inputs):  # fail before dreaming
+    if any(same_file(output, p) for p in inputs):  # fail before dreaming
         raise ArtconvError(f"{output}: refusing to overwrite an input image (choose another -o)")
     source = load_image(image, options.size)
     started = time.perf_counter()

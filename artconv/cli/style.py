@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -47,7 +46,7 @@ def _parameters() -> list[inspect.Parameter]:
 
 
 def style_command(**kwargs: Any) -> None:
-    from artconv.imageio import SAVE_FORMATS, load_image, save_image
+    from artconv.imageio import SAVE_FORMATS, load_image, same_file, save_image
     from artconv.progress import Progress
     from artconv.recipe import make_recipe
     from artconv.style import StyleOptions, StyleTransfer, build_options, resolve_styles
@@ -64,7 +63,7 @@ def style_command(**kwargs: Any) -> None:
     if output.suffix.lower() not in SAVE_FORMATS:
         raise ArtconvError(f"{output}: unsupported output format '{output.suffix}' (use "
                            f"{', '.join(sorted(SAVE_FORMATS))})")
-    if any(_same_file(output, p) for p in inputs):
+    if any(same_file(output, p) for p in inputs):
         raise ArtconvError(f"{output}: refusing to overwrite an input image (choose another -o)")
 
     content = load_image(content_path)  # read everything before the network loads
@@ -107,13 +106,6 @@ def _save_interrupted(st: Any, output: Path, recipe: dict[str, Any],
         return
     save_image(image[0], output, recipe={**recipe, "interrupted": True}, inputs=inputs)
     console.print(f"interrupted: wrote the current image to {output}", highlight=False)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
 
 
 def register(app: typer.Typer) -> None:
