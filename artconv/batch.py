@@ -26,7 +26,7 @@ import torch
 
 from artconv.core import FeatureExtractor
 from artconv.errors import ArtconvError
-from artconv.imageio import atomic_write_bytes, list_images, load_image, save_image
+from artconv.imageio import atomic_write_bytes, image_hw, list_images, load_image, save_image
 from artconv.options import CoreOptions, Options, opt
 from artconv.progress import Progress, ensure
 from artconv.recipe import make_recipe
@@ -94,7 +94,10 @@ class Job:
         if "input" not in data:
             raise ArtconvError(f"{source}: missing 'input'")
         styles = data.get("styles", ())
-        styles = (styles,) if isinstance(styles, str) else tuple(styles)
+        styles = (styles,) if isinstance(styles, str) else styles
+        if not isinstance(styles, list | tuple) or not all(isinstance(s, str) for s in styles):
+            raise ArtconvError(f"{source}: 'styles' must be a path/preset or a list of them")
+        styles = tuple(styles)
         if engine == "style" and not styles:
             raise ArtconvError(f"{source}: a style job needs 'styles'")
         options = data.get("options", {})
@@ -224,7 +227,10 @@ def read_manifest(path: str | Path) -> list[Job]:
         bad = sorted(set(data) - {"engine", "job"})
         if bad:
             raise ArtconvError(f"{path}: unknown key {bad[0]!r} (allowed: engine, [[job]])")
-        for i, entry in enumerate(data.get("job", [])):
+        entries = data.get("job", [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ArtconvError(f"{path}: 'job' must be [[job]] tables")
+        for i, entry in enumerate(entries):
             jobs.append(_with_id(Job.from_dict(entry, source=f"{path}: job {i + 1}",
                                                base=base, engine=data.get("engine")), i))
     else:
@@ -412,23 +418,28 @@ class LocalRunner:
             for job, _ in members:
                 record(JobResult(job, "failed", _reason(exc)))
             return
-        by_size: dict[tuple[int, int], list[tuple[Job, torch.Tensor]]] = defaultdict(list)
+        # Grouped by header size, pixels loaded chunk by chunk: a batch of thousands of
+        # photos must not hold them all decoded at once.
+        by_size: dict[tuple[int, int], list[Job]] = defaultdict(list)
         for job, _ in members:
             try:
-                content = load_image(job.input)
+                by_size[st.scale_sizes(image_hw(job.input))[-1]].append(job)
             except ArtconvError as exc:
                 record(JobResult(job, "failed", str(exc)))
-                continue
-            by_size[st.scale_sizes(tuple(content.shape[-2:]))[-1]].append((job, content))
         for same in by_size.values():
             for i in range(0, len(same), batch_size):
-                chunk = same[i:i + batch_size]
+                chunk = []
+                for job in same[i:i + batch_size]:
+                    try:
+                        chunk.append((job, load_image(job.input)))
+                    except ArtconvError as exc:
+                        record(JobResult(job, "failed", str(exc)))
+                if not chunk:
+                    continue
                 start = time.perf_counter()
                 try:
                     self._style_chunk(st, chunk, styles, opts, job0.styles)
-                except Exception as exc:  # noqa: BLE001
-                    if isinstance(exc, KeyboardInterrupt):
-                        raise
+                except Exception as exc:  # noqa: BLE001 - one bad chunk must not stop the batch
                     for job, _ in chunk:
                         record(JobResult(job, "failed", _reason(exc),
                                          time.perf_counter() - start))
@@ -473,16 +484,30 @@ class LocalRunner:
 
 
 def sheet_for(report: BatchReport, path: str | Path, thumb: int = 192) -> Path:
-    """A contact sheet of a style batch: contents down, styles across, results inside."""
+    """A contact sheet of a style or dream batch: contents down, styles across (one column
+    for dream), results inside."""
     from artconv.sheet import contact_sheet
 
     jobs = [r.job for r in report.results]
+    check_sheet(jobs, path)
     rows = list(dict.fromkeys(j.input for j in jobs))
-    columns = list(dict.fromkeys(s for j in jobs for s in j.styles[:1]))
+    columns: list[str | None] = list(dict.fromkeys(s for j in jobs for s in j.styles[:1]))
+    columns = columns or [None]
     status = {id(r.job): r.status for r in report.results}
     cells = {(rows.index(j.input), columns.index(j.styles[0]) if j.styles else 0):
              j.output if status[id(j)] != "failed" else None for j in jobs}
     return contact_sheet(rows, columns, cells, path, thumb=thumb)
+
+
+def check_sheet(jobs: Sequence[Job], path: str | Path) -> None:
+    """Refuse a contact sheet that cannot be drawn, before the batch runs rather than after."""
+    from artconv.imageio import SAVE_FORMATS
+
+    if Path(path).suffix.lower() not in SAVE_FORMATS:
+        raise ArtconvError(f"--sheet {path}: must be an image file "
+                           f"({', '.join(SAVE_FORMATS)})")
+    if any(j.engine == "features" for j in jobs):
+        raise ArtconvError(f"--sheet {path}: features outputs are arrays, not pictures")
 
 
 def _style_sources(styles: Sequence[str]) -> Any:

@@ -10,6 +10,7 @@ normalisation), so every engine works on them unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import sys
@@ -221,7 +222,7 @@ def describe(net: nn.Sequential, size: int | tuple[int, int], *, until: str | No
         kind, note, flops = _kind(m), "", 0.0
         if isinstance(m, nn.Conv2d):
             k, s, d, p = m.kernel_size[0], m.stride[0], m.dilation[0], m.padding
-            p = p[0] if isinstance(p, tuple) else (d * (k - 1)) // 2
+            p = p[0] if isinstance(p, tuple) else 0 if p == "valid" else (d * (k - 1)) // 2
             rf += (k - 1) * d * stride
             h, w = (_conv_out(n, k, s, p, d) for n in (h, w))
             flops = 2.0 * m.in_channels // m.groups * k * m.kernel_size[1] * m.out_channels \
@@ -313,7 +314,8 @@ def load_backbone(spec: str) -> Backbone:
     except Exception as exc:
         raise ArtconvError(f"{file}: failed to import ({type(exc).__name__}: {exc})") from exc
     finally:
-        sys.path.remove(str(path.parent))
+        with contextlib.suppress(ValueError):  # the file may have edited sys.path itself
+            sys.path.remove(str(path.parent))
     fn = getattr(module, func, None)
     if not callable(fn):
         raise ArtconvError(f"{file}: has no function {func!r}")

@@ -348,7 +348,7 @@ def extract_into(fx: FeatureExtractor, image: torch.Tensor, plan: FeaturePlan, o
                 continue
             rows, cols = pixel_sampling(slot, tile, plan.upsample)
             y0, y1, x0, x1 = tile.core
-            (ry0, ry1, rx0, rx1), h, w = tile.region, plan.height, plan.width
+            h, w = plan.height, plan.width
             # Channel chunks bound the pixel-resolution temporaries (3 per chunk) that would
             # otherwise dwarf the forward pass itself for wide layers.
             for c in range(0, slot.channels, CHUNK_CHANNELS):

@@ -100,7 +100,7 @@ class CoreOptions(Options):
         "max", "Pooling switch: max (as trained), avg, strided (pool -> stride-2 conv) or "
         "none (a-trous, full resolution, ~50x compute).")
     avg_rescale: bool = opt(
-        False, "With --pooling avg, scale each avg pool so its output mean matches max "
+        False, "With --pooling avg, scale each avg pool so its output RMS matches max "
         "pooling's (factors calibrated once on 1/f noise).")
     backbone: str | None = opt(
         None, "Own network instead of VGG: FILE.py:FUNCTION returning an nn.Sequential "

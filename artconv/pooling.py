@@ -5,7 +5,7 @@
 
 * avg: each MaxPool2d becomes an AvgPool2d of the same size/stride (Gatys et al. 2016 found
   smoother results). With `rescale=True` each pool is multiplied by a factor calibrated once
-  so its mean output equals what max pooling gives on the same input.
+  so its output's RMS equals what max pooling gives on the same input.
 * strided: each pool is removed (it becomes a pass-through so its name stays valid) and the
   next convolution gets the pool's stride (the All Convolutional Net idea). With ImageNet
   weights this is aliased subsampling, not a trained strided net. A pool with no convolution

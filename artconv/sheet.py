@@ -13,12 +13,13 @@ BACKGROUND = (24, 24, 24)
 EMPTY = (60, 60, 60)
 
 
-def contact_sheet(rows: Sequence[str], columns: Sequence[str],
+def contact_sheet(rows: Sequence[str], columns: Sequence[str | None],
                   cells: Mapping[tuple[int, int], str | None], path: str | Path, *,
                   thumb: int = 192, gap: int = 6) -> Path:
     """Rows are inputs (shown in the first column), columns are styles (shown in the first
     row); `cells[(r, c)]` is the output for that pair, or None for a failed/missing one
-    (drawn as a crossed grey box)."""
+    (drawn as a crossed grey box). A None column has no header image (a dream batch's one
+    column of results)."""
     width = (len(columns) + 1) * (thumb + gap) + gap
     height = (len(rows) + 1) * (thumb + gap) + gap
     sheet = Image.new("RGB", (width, height), BACKGROUND)
@@ -34,9 +35,10 @@ def contact_sheet(rows: Sequence[str], columns: Sequence[str],
         sheet.paste(image, (x + (thumb - image.width) // 2, y + (thumb - image.height) // 2))
 
     for c, column in enumerate(columns):
-        place(column, 0, c + 1)
+        if column is not None:
+            place(column, 0, c + 1)
     for r, row in enumerate(rows):
         place(row, r + 1, 0)
         for c in range(len(columns)):
             place(cells.get((r, c)), r + 1, c + 1)
-    return save_image(sheet, path, inputs=[*rows, *columns])
+    return save_image(sheet, path, inputs=[*rows, *(c for c in columns if c is not None)])

@@ -136,9 +136,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 raise ArtconvError(f"{path}: not a valid safetensors file ({exc})") from None
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's first line is the same boilerplate for every failure; the useful part
+        # (e.g. "Unsupported global: GLOBAL builtins.print") follows this marker.
+        text = str(exc)
+        detail = text.partition("WeightsUnpickler error:")[2].strip() or text.strip()
+        detail = detail.splitlines()[0] if detail else type(exc).__name__
         raise ArtconvError(f"{path}: refused: the file holds more than tensors and loading it "
-                           f"could run code ({first})") from None
+                           f"could run code ({detail.split(' was not')[0]})") from None
+    except IsADirectoryError:
+        raise ArtconvError(f"{path}: is a folder, not a weights file") from None
+    except OSError as exc:
+        raise ArtconvError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (RuntimeError, EOFError, ValueError) as exc:
         raise ArtconvError(f"{path}: not a readable weights file "
                            f"({str(exc).splitlines()[0] if str(exc) else exc!r})") from None

@@ -242,3 +242,14 @@ def test_several_images_need_stem_in_the_output_name(run, tmp_path):
     code, _, _ = run(tmp_path / "p0.png", tmp_path / "p1.png", "-l", "r1",
                      "-o", tmp_path / "{stem}.pt")
     assert code == 0 and (tmp_path / "p0.pt").is_file() and (tmp_path / "p1.pt").is_file()
+
+
+def test_several_images_one_bad_fails_alone(run, tmp_path, image_file):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(image_file.read_bytes()[:50])
+    good2 = tmp_path / "second.png"
+    good2.write_bytes(image_file.read_bytes())
+    code, out, err = run(image_file, bad, good2, "-l", "r1", "--out-dir", tmp_path / "feats")
+    assert code == 1 and "Traceback" not in err and "bad.png" in err
+    assert sorted(p.name for p in (tmp_path / "feats").glob("*.npy")) == [
+        "content.npy", "second.npy"]

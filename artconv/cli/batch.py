@@ -81,7 +81,6 @@ def run_manifest(
     manifest: str = typer.Argument(..., help="TOML ([[job]] tables) or JSON Lines file."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p",  # noqa: UP045
                                          help="Preset applied under every job's options."),
-    out_dir: Optional[str] = typer.Option(None, "--out-dir", hidden=True),  # noqa: UP045
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="See `batch style`."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo existing outputs."),
     report: Optional[str] = typer.Option(None, "--report", help="JSON summary file."),  # noqa: UP045
@@ -113,6 +112,8 @@ def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui) -> None:
     from artconv import batch
     from artconv.progress import Progress
 
+    if bopts.sheet:
+        batch.check_sheet(jobs, bopts.sheet)
     runner = None
     if bopts.engine == "ray":
         from artconv.batch_ray import RayRunner

@@ -14,8 +14,10 @@ import inspect
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
-from artconv.cli.common import Ui, command, option_parameters, split_options, ui_parameters
+from artconv.cli.common import Ui, command, console, option_parameters, split_options, ui_parameters
+from artconv.errors import ArtconvError
 
 
 def features(images: list[str], output: str | None, out_dir: str | None, array_format: str,
@@ -30,18 +32,35 @@ def features(images: list[str], output: str | None, out_dir: str | None, array_f
     ui = Ui(quiet, json_out)
     opts = options_for(FeatureOptions, preset, split_options(FeatureOptions, kwargs))
     jobs = plan_jobs(list_images(images), opts, output, out_dir, array_format, pca)
-    for job in jobs:
-        check_outputs(job, opts)
+    failed: list[dict[str, str]] = []
+
+    def isolated(job: Any, work: Any) -> Any:
+        """With several images a bad one fails alone (reported, exit 1 at the end)."""
+        if len(jobs) == 1:
+            return work()
+        try:
+            return work()
+        except ArtconvError as exc:
+            failed.append({"image": str(job.image), "error": str(exc)})
+            console.print(f"[red]failed:[/] {escape(str(exc))}", highlight=False)
+            return None
+
+    jobs = [j for j in jobs if isolated(j, lambda j=j: check_outputs(j, opts) or True)]
     fx = build_extractor(opts)
     runner = Runner(fx, opts)
-    results = []
+    results, done = [], []
     with Progress(quiet=quiet or json_out) as progress:
         runner.progress = progress
         for job in jobs:
-            results.append(runner.run(job, ui.say))
-        if opts.pca_shared:
-            runner.shared_pca(jobs, ui.say)
-    ui.result({"images": results})
+            result = isolated(job, lambda job=job: runner.run(job, ui.say))
+            if result is not None:
+                results.append(result)
+                done.append(job)
+        if opts.pca_shared and done:
+            runner.shared_pca(done, ui.say)
+    ui.result({"images": results, "failed": failed})
+    if failed:
+        raise typer.Exit(1)
 
 
 # -- registration -------------------------------------------------------------------------------
