@@ -120,7 +120,7 @@ class Job:
 @dataclass
 class JobResult:
     job: Job
-    status: str  # "done", "skipped" or "failed"
+    status: str  # "done", "skipped", "failed" or "interrupted"
     reason: str = ""
     seconds: float = 0.0
 
@@ -134,17 +134,19 @@ class BatchReport:
     results: list[JobResult]
     seconds: float
     stats: dict[str, int] = field(default_factory=dict)  # e.g. style target computations
+    interrupted: bool = False  # stopped by Ctrl-C; jobs not run are marked "interrupted"
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
 
     @property
     def ok(self) -> bool:
-        return self.count("failed") == 0
+        return self.count("failed") == 0 and not self.interrupted
 
     def to_dict(self) -> dict[str, Any]:
         return {"done": self.count("done"), "skipped": self.count("skipped"),
-                "failed": self.count("failed"), "seconds": round(self.seconds, 3),
+                "failed": self.count("failed"), "interrupted": self.interrupted,
+                "seconds": round(self.seconds, 3),
                 "stats": self.stats, "jobs": [r.to_dict() for r in self.results]}
 
     def write(self, path: str | Path) -> Path:
@@ -199,11 +201,9 @@ def check_collisions(jobs: Sequence[Job]) -> None:
     for job in jobs:
         out = Path(job.output).resolve()
         if out in seen:
-            other = seen[out]
-            raise ArtconvError(f"{job.output}: jobs collide ({Path(other.input).name} "
-                               f"{'+'.join(map(_stem, other.styles))} and "
-                               f"{Path(job.input).name} {'+'.join(map(_stem, job.styles))} "
-                               "would both write it); add {content}/{style} to --template")
+            raise ArtconvError(f"{job.output}: jobs collide ({_describe(seen[out])} and "
+                               f"{_describe(job)} would both write it); give them distinct "
+                               "outputs (--template with {content} and {style})")
         if out in inputs:
             raise ArtconvError(f"{job.output}: a job would write over an input image")
         seen[out] = job
@@ -289,21 +289,29 @@ def render(jobs: Sequence[Job], options: Mapping[str, CoreOptions | Mapping[str,
             todo.append(job)
     progress = ensure(progress, quiet)
     runner = runner or LocalRunner()
+    order = {id(j): i for i, j in enumerate(jobs)}
+    failed = 0
+    interrupted = False
+
+    def on_result(result: JobResult) -> None:
+        nonlocal failed
+        results[order[id(result.job)]] = result
+        failed += result.status == "failed"
+        overall.update(1, failed=failed)
+
     with progress:
         overall = progress.task("batch", len(jobs))
         overall.update(len(results))
-        done = runner.run(todo, base, batch_size=batch_size, progress=progress,
-                          on_result=lambda r: overall.update(1, failed=_failed(results, r)))
-    order = {id(j): i for i, j in enumerate(jobs)}
-    for r in done:
-        results[order[id(r.job)]] = r
+        try:
+            runner.run(todo, base, batch_size=batch_size, progress=progress,
+                       on_result=on_result)
+        except KeyboardInterrupt:  # report what was done; the re-run finishes the rest
+            interrupted = True
+            for i, job in enumerate(jobs):
+                results.setdefault(i, JobResult(job, "interrupted", "Ctrl-C before it ran"))
     stats = getattr(runner, "stats", {})
     return BatchReport([results[i] for i in sorted(results)], time.perf_counter() - start,
-                       dict(stats))
-
-
-def _failed(results: dict[int, JobResult], latest: JobResult) -> int:
-    return sum(r.status == "failed" for r in results.values()) + (latest.status == "failed")
+                       dict(stats), interrupted)
 
 
 def resolve_options(options: Mapping[str, CoreOptions | Mapping[str, Any]],
@@ -553,5 +561,6 @@ def _is_preset(name: str) -> bool:
     return "/" not in name and "\\" not in name and not Path(name).suffix
 
 
-def _stem(name: str) -> str:
-    return Path(name).stem
+def _describe(job: Job) -> str:
+    styles = "+".join(Path(s).stem for s in job.styles)
+    return f"{Path(job.input).name} x {styles}" if styles else Path(job.input).name

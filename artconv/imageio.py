@@ -275,10 +275,19 @@ def resize_longest(img: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def fit_longest(hw: Sequence[int], size: int) -> tuple[int, int]:
-    """(height, width) scaled so the longest side is ``size``, aspect kept, each side >= 1."""
+    """(height, width) scaled so the longest side is ``size``, aspect kept, each side >= 1.
+
+    Every --size and --style-scale passes through here, so an image that would be too big
+    for memory is refused here, before anything is allocated."""
     h, w = int(hw[0]), int(hw[1])
     scale = size / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
+    out = max(1, round(h * scale)), max(1, round(w * scale))
+    if out[0] * out[1] > max_pixels_limit():
+        raise ArtconvError(
+            f"--size {size}: a {out[1]}x{out[0]} image is {_megapixels(out[0] * out[1])}, over "
+            f"the {_megapixels(max_pixels_limit())} limit (choose a smaller --size or "
+            "--style-scale, or set ARTCONV_MAX_PIXELS higher if you have the memory)")
+    return out
 
 
 def resize_to(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

@@ -71,18 +71,11 @@ class Progress:
                  transient_tasks: bool = False) -> None:
         self.quiet = quiet
         self.transient_tasks = transient_tasks
-        self._console = console or Console(stderr=True)
+        self._console = console or Console(stderr=True, emoji=False)
         self._bar: RichProgress | None = None
         self._depth = 0
 
     def __enter__(self) -> Progress:
-        if not self.quiet and self._depth == 0:
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
-                MofNCompleteColumn(), TextColumn("{task.fields[figures]}"), RateColumn(),
-                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                console=self._console, transient=False)
-            self._bar.__enter__()
         self._depth += 1
         return self
 
@@ -94,8 +87,15 @@ class Progress:
             self._bar = None
 
     def task(self, description: str, total: float | None) -> Task_:
-        if self._bar is None:
+        if self.quiet or self._depth == 0:
             return Task_(self, None)
+        if self._bar is None:  # started at the first task: an early error leaves no trace
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
+                MofNCompleteColumn(), TextColumn("{task.fields[figures]}"), RateColumn(),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=self._console, transient=False)
+            self._bar.__enter__()
         return Task_(self, self._bar.add_task(description, total=total, figures=""))
 
     def log(self, message: str) -> None:

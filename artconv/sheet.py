@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
+from artconv.errors import ArtconvError
 from artconv.imageio import load_image, save_image, to_pil
 
 BACKGROUND = (24, 24, 24)
@@ -31,7 +32,11 @@ def contact_sheet(rows: Sequence[str], columns: Sequence[str | None],
             draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], fill=EMPTY)
             draw.line([x, y, x + thumb - 1, y + thumb - 1], fill=BACKGROUND, width=3)
             return
-        image = ImageOps.contain(to_pil(load_image(source)), (thumb, thumb))
+        try:
+            image = ImageOps.contain(to_pil(load_image(source)), (thumb, thumb))
+        except ArtconvError:  # a bad input already failed its jobs; leave its cell blank
+            place(None, r, c)
+            return
         sheet.paste(image, (x + (thumb - image.width) // 2, y + (thumb - image.height) // 2))
 
     for c, column in enumerate(columns):

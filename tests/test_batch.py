@@ -172,7 +172,8 @@ def test_manifest_unknown_key_names_the_line(tmp_path):
 def test_colliding_template_fails_before_any_work(tmp_path, grid):
     contents, styles, opts = grid
     out = tmp_path / "out"
-    with pytest.raises(ArtconvError, match=r"jobs collide .*add \{content\}/\{style\}"):
+    with pytest.raises(ArtconvError,
+                       match=r"jobs collide .*would both write it.*\{content\} and \{style\}"):
         batch.plan("style", [str(c) for c in contents], styles=styles, out_dir=out,
                    template="{content}.png")
     res = subprocess.run([*ARTCONV, "batch", "style", *map(str, contents), "--styles",
@@ -223,3 +224,49 @@ def test_dream_and_features_jobs_share_one_network(tmp_path, backbone_file):
     arr = np.load(tmp_path / "feats" / "f0.npy")
     assert arr.shape == (8 + 16, 32, 40)
     assert load_image(tmp_path / "dreams" / "f1_dream.png").shape == (3, 32, 40)
+
+
+class _InterruptAfterOne(batch.LocalRunner):
+    """Simulates Ctrl-C after the first finished job."""
+
+    def run(self, jobs, options, *, batch_size, progress, on_result):
+        def first_then_stop(result):
+            on_result(result)
+            raise KeyboardInterrupt
+
+        return super().run(jobs, options, batch_size=batch_size, progress=progress,
+                           on_result=first_then_stop)
+
+
+def test_ctrl_c_reports_what_was_done(tmp_path, grid):
+    contents, styles, opts = grid
+    jobs = batch.plan("style", contents, styles=styles[:1], out_dir=tmp_path / "out")
+    report = batch.render(jobs, {"style": opts.replace(iterations=(1,))},
+                          runner=_InterruptAfterOne())
+    assert report.interrupted and not report.ok
+    assert [r.status for r in report.results].count("done") == 1
+    assert [r.status for r in report.results].count("interrupted") == 2
+    assert report.to_dict()["interrupted"] is True
+
+
+def test_sheet_and_failure_count_with_a_bad_input(tmp_path, grid):
+    from artconv.progress import Progress
+
+    contents, styles, opts = grid
+    bad = tmp_path / "in" / "bad.png"
+    bad.write_text("not an image")
+    jobs = batch.plan("style", [*contents[:2], bad], styles=styles[:1], out_dir=tmp_path / "o")
+    counts = []
+    progress = Progress(quiet=True)
+    original = progress.task
+
+    def spy(description, total):
+        task = original(description, total)
+        task.update = lambda advance=1, **figures: counts.append(figures.get("failed"))
+        return task
+
+    progress.task = spy
+    report = batch.render(jobs, {"style": opts.replace(iterations=(1,))}, progress=progress)
+    assert report.count("failed") == 1 and counts[-1] == 1
+    sheet = batch.sheet_for(report, tmp_path / "sheet.png")  # the bad row is left blank
+    assert load_image(sheet).shape[-2:] == (4 * 198 + 6, 2 * 198 + 6)

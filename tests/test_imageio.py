@@ -477,3 +477,12 @@ def test_pixel_limit_from_environment(tmp_path, monkeypatch):
         load_image(path)
     monkeypatch.setenv("ARTCONV_MAX_PIXELS", "600")
     assert load_image(path).shape == (3, 20, 30)
+
+
+def test_resizing_beyond_the_pixel_limit_is_refused_before_allocating(monkeypatch):
+    from artconv.imageio import fit_longest
+
+    monkeypatch.setenv("ARTCONV_MAX_PIXELS", "10000")
+    assert fit_longest((30, 40), 100) == (75, 100)
+    with pytest.raises(ArtconvError, match=r"--size 1000: a 1000x750 image is .* over the"):
+        fit_longest((30, 40), 1000)

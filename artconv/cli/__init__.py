@@ -1,53 +1,43 @@
-"""The `artconv` command. Each engine's commands live in their own module here; this one
-assembles them and turns user errors into one line and a non-zero exit."""
+"""The `artconv` command. Each engine's commands live in their own module here
+(assembled in `app.py`); this one turns user errors into one line and a non-zero exit.
+
+It imports nothing heavy at module level, so Ctrl-C while torch is still loading is
+handled like Ctrl-C anywhere else.
+"""
 
 from __future__ import annotations
 
-import importlib
 import sys
-import warnings
-
-import typer
-from rich.markup import escape
-
-from artconv import __version__
-from artconv.cli.common import console, state
-from artconv.errors import ArtconvError
-
-app = typer.Typer(
-    name="artconv", no_args_is_help=True, add_completion=False,
-    pretty_exceptions_enable=False, rich_markup_mode="rich",
-    help="Deep Dream, neural style transfer and per-pixel features from named VGG layers.")
-
-COMMAND_MODULES = ("core", "style", "dream", "features", "batch")
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"artconv {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-) -> None:
-    state.debug = debug
-
-
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"artconv.cli.{_name}").register(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+    from rich.markup import escape
+
+    from artconv.cli.common import console
+
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: ArtconvError is one red line (exit 2), Ctrl-C exits 130, usage errors
-    print click's message (exit 2)."""
+    """Entry point: ArtconvError and usage errors are one red line (exit 2), Ctrl-C exits
+    130 without a traceback, `--debug` shows the traceback."""
+    try:
+        _run(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _run(argv: list[str] | None) -> None:
+    import warnings
+
+    import typer
+    from rich.markup import escape
+
+    from artconv.cli.app import app
+    from artconv.cli.common import console, state
+    from artconv.errors import ArtconvError
+
     warnings.showwarning = _show_warning
     try:
         code = app(args=argv, standalone_mode=False)
@@ -56,12 +46,18 @@ def main(argv: list[str] | None = None) -> None:
             raise
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (KeyboardInterrupt, typer.Abort):
-        console.print("[yellow]interrupted[/]")
-        sys.exit(130)
+    except typer.Abort:
+        raise KeyboardInterrupt from None
     except Exception as exc:
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors
-            exc.show()
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click usage errors
+            if state.debug:
+                raise
+            hint = ""
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                hint = f" (see `{ctx.command_path} --help`)"
+            console.print(f"[red]error:[/] {escape(exc.format_message())}{hint}",
+                          highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         raise
     sys.exit(code if isinstance(code, int) else 0)

@@ -42,7 +42,7 @@ def _batch_command(engine: str):
         params += [
             inspect.Parameter("styles", inspect.Parameter.KEYWORD_ONLY,
                               annotation=Optional[str],  # noqa: UP045
-                              default=typer.Option(..., "--styles", "-s",
+                              default=typer.Option(..., "--styles",
                                                    help="Comma-separated style images or "
                                                         "style presets.")),
             inspect.Parameter("blend_styles", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
@@ -131,6 +131,10 @@ def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui) -> None:
         ui.result(report.to_dict())
     elif not ui.quiet:
         _summary(report)
+    if report.interrupted:
+        console.print("[yellow]interrupted:[/] finished outputs are kept; run the same "
+                      "command again to do the rest")
+        raise typer.Exit(130)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -141,7 +145,7 @@ def _summary(report: Any) -> None:
                   title_justify="left")
     for col in ("output", "status", "time", "reason"):
         table.add_column(col, overflow="fold")
-    style = {"done": "green", "skipped": "dim", "failed": "red"}
+    style = {"done": "green", "skipped": "dim", "failed": "red", "interrupted": "yellow"}
     for r in report.results:
         table.add_row(r.job.output, f"[{style[r.status]}]{r.status}[/]",
                       f"{r.seconds:.1f} s" if r.seconds else "", r.reason)

@@ -18,9 +18,10 @@ from rich.console import Console
 
 from artconv.options import base_type, flag, literal_choices
 
-console = Console(stderr=True)
+# emoji=False: messages quote user text such as "relu4_2:-1:", which rich would turn into 👎
+console = Console(stderr=True, emoji=False)
 # Pipes and CI logs get a fixed wide layout instead of rich's 80 columns, so tables don't wrap.
-stdout = Console(width=None if sys.stdout.isatty() else 150)
+stdout = Console(width=None if sys.stdout.isatty() else 150, emoji=False)
 
 
 @dataclass
