@@ -82,7 +82,7 @@ class DreamOptions(CoreOptions):
         None, "API only: a function of the captured maps {layer: tensor} to maximise "
         "(maps of --layers; an artconv.objectives.Objective brings its own).", cli=False)
     size: int | None = opt(None, "Resize the input so its longest side is SIZE px "
-                           "(default: keep its size).", min=1)
+                           "(default: keep its size).", min=1, short="-s")
     octaves: int = opt(4, "Number of scales, dreamed small to large.", min=1, max=32)
     octave_scale: float = opt(1.4, "Size ratio between octaves.", gt=1.0, max=4.0)
     steps: int = opt(10, "Gradient steps per octave.", min=1)

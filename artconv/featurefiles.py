@@ -104,7 +104,15 @@ def _image_list() -> str:
 
 
 def check_outputs(job: Job, opts: Any) -> None:
-    """Fail before any compute: unwritable folders, bad combinations, points off the image."""
+    """Fail before any compute: an output that is the input, unwritable folders, bad
+    combinations, points off the image."""
+    from artconv.imageio import same_file
+
+    for what, path in (("feature array", job.array), ("PCA picture", job.pca),
+                       ("heat map", job.heat)):
+        if path is not None and same_file(path, job.image):
+            raise ArtconvError(f"{path}: is the input image; writing the {what} there would "
+                               "overwrite it (choose another output name)")
     if opts.upsample == "none":
         if job.pca or job.heat:
             raise ArtconvError("--pca / --similar-to need per-pixel features: use --upsample "

@@ -48,7 +48,7 @@ class FeatureOptions(CoreOptions):
         short="-l")
     size: int | None = opt(
         None, "Resize so the longest side is this many px (default: the file's own size).",
-        min=1)
+        min=1, short="-s")
     upsample: Literal["bilinear", "nearest", "none"] = opt(
         "bilinear", "How maps coarser than the image reach its pixels: bilinear, nearest "
         "(blocks), or none (each layer kept at its own resolution; with --pooling none every "

@@ -111,6 +111,12 @@ class CoreOptions(Options):
         "bf16 where the device runs it fast.")
     seed: int = opt(0, "Random seed (noise init, jitter, random weights).", min=0)
 
+    def check(self) -> None:
+        super().check()
+        if self.avg_rescale and self.pooling != "avg":
+            raise ArtconvError(f"--avg-rescale: only applies to --pooling avg (pooling is "
+                               f"{self.pooling})")
+
 
 def _check_range(f: dataclasses.Field, v: Any) -> None:
     if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -173,7 +173,9 @@ def mark(image: torch.Tensor, x: int, y: int) -> torch.Tensor:
 
 
 def _chunk(a: Features) -> torch.Tensor:
-    """A float32 tensor of a slice (copied out of a memmap)."""
+    """A float32 tensor of a slice, always copied out of a numpy array (a read-only memmap
+    would otherwise be shared, and torch warns about non-writable arrays); callers pass one
+    row chunk at a time, so the copy stays small."""
     if isinstance(a, torch.Tensor):
         return a.float()
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    return torch.from_numpy(np.array(a, dtype=np.float32, order="C", copy=True))

@@ -368,7 +368,7 @@ def test_options_check_choices_ranges_and_unknown_keys():
         CoreOptions.from_dict({"seed": -1})
     with pytest.raises(ArtconvError, match="preset.toml: unknown option 'colour'"):
         CoreOptions.from_dict({"colour": 1}, source="preset.toml")
-    assert CoreOptions.from_dict({"seed": "7", "avg-rescale": "yes"}).seed == 7
+    assert CoreOptions.from_dict({"seed": "7", "avg-rescale": "yes", "pooling": "avg"}).seed == 7
 
 
 # -- CLI ------------------------------------------------------------------
@@ -393,6 +393,35 @@ def test_cli_layers_table_and_backbone(backbone_file):
     res = run_cli("layers", "--backbone", f"{backbone_file}:build", "--size", "32", "--json")
     assert res.returncode == 0, res.stderr
     assert [r["name"] for r in json.loads(res.stdout)][:3] == ["c1", "r1", "p1"]
+
+
+def test_cli_layers_avg_rescale_shows_each_pools_calibrated_factor(backbone_file):
+    spec = f"{backbone_file}:build"
+    res = run_cli("layers", "--backbone", spec, "--size", "32", "--pooling", "avg",
+                  "--avg-rescale")
+    assert res.returncode == 0, res.stderr
+    fx = FeatureExtractor.from_options(CoreOptions.from_dict(
+        {"backbone": spec, "pooling": "avg", "avg_rescale": True}))
+    assert set(fx.avg_scales) == {"p1", "p2"}
+    rows = {line.split()[1]: line for line in res.stdout.splitlines() if line.count("│") > 2}
+    for name, scale in fx.avg_scales.items():
+        assert f"x{scale:.3f}" in rows[name], rows[name]
+    plain = run_cli("layers", "--backbone", spec, "--size", "32", "--pooling", "avg")
+    assert plain.returncode == 0 and f"x{fx.avg_scales['p1']:.3f}" not in plain.stdout
+
+
+@pytest.mark.parametrize("size, fragments", [
+    ("16", ["too small from pool5", "pool5 needs at least 32x32 px"]),
+    ("8", ["too small from pool4", "pool4 needs at least 16x16 px", "pool5 (the deepest) 32x32"]),
+    ("224", []),
+])
+def test_cli_layers_notes_the_first_layer_with_no_output(size, fragments):
+    res = run_cli("layers", "--size", size)
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stdout.split())  # rich wraps long lines
+    assert ("note:" in text) == bool(fragments), text[-300:]
+    for fragment in fragments:
+        assert fragment in text
 
 
 def test_cli_errors_are_one_line_without_traceback():
@@ -430,3 +459,9 @@ def test_options_replace_none_keeps_required_fields():
     opts = CoreOptions(seed=5)
     assert opts.replace(seed=None, pooling=None).seed == 5
     assert opts.replace(backbone=None).backbone is None  # optional fields may be reset
+
+
+def test_avg_rescale_needs_avg_pooling():
+    with pytest.raises(ArtconvError, match="--avg-rescale: only applies to --pooling avg"):
+        CoreOptions(avg_rescale=True, pooling="max").validated()
+    assert CoreOptions(avg_rescale=True, pooling="avg").validated().avg_rescale

@@ -63,6 +63,14 @@ def test_cli_refuses_to_overwrite_the_input(image64, backbone_file, capsys):
     assert code == 2 and "input" in err
 
 
+def test_cli_short_s_is_size(image64, backbone_file, capsys, tmp_path):
+    out = tmp_path / "small.png"
+    code, err = run_main(["dream", str(image64), "--backbone", f"{backbone_file}:build",
+                          *FAST, "-q", "-s", "32", "-o", str(out)], capsys)
+    assert code == 0, err
+    assert Image.open(out).size == (32, 24) and read_recipe(out)["options"]["size"] == 32
+
+
 def test_cli_frames_and_gif(image64, backbone_file, capsys, tmp_path):
     folder = tmp_path / "zoom"
     code, err = run_main(["dream", str(image64), "--backbone", f"{backbone_file}:build",

@@ -223,6 +223,26 @@ def test_pca_reads_numpy_memmaps_in_chunks(tmp_path):
     torch.testing.assert_close(pca_rgb(arr, basis), pca_rgb(feats, basis))
 
 
+def test_pca_copies_read_only_memmap_chunks_without_torch_warnings(tmp_path):
+    """A read-only np.load(mmap_mode="r") array (the shared-PCA path) must be copied chunk
+    by chunk: torch.from_numpy on it shares the mapping and warns (once per process)."""
+    import warnings
+
+    from artconv.pca import _chunk
+
+    feats = region_features()
+    np.save(tmp_path / "f.npy", feats.numpy())
+    arr = np.load(tmp_path / "f.npy", mmap_mode="r")  # small: one chunk is the whole array
+    assert not arr.flags.writeable
+    block = _chunk(arr[:, 0:64])
+    assert not np.shares_memory(block.numpy(), arr) and block.numpy().flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        basis = fit_pca(sample_pixels(arr))
+        torch.testing.assert_close(pca_rgb(arr, basis), pca_rgb(feats, basis))
+        similarity_map(arr, 1, 1, [8, 16])
+
+
 def test_similarity_is_one_at_the_point_and_higher_in_its_own_region():
     feats = region_features()
     sim = similarity_map(feats, x=16, y=20, groups=[8, 16])

@@ -83,6 +83,12 @@ def test_writes_each_array_format_readable_back(run, tmp_path, image_file, backb
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temps
 
 
+def test_short_s_is_size(run, tmp_path, image_file):
+    code, _, err = run(image_file, "-l", "r1", "-s", "24", "-o", tmp_path / "f.npy")
+    assert code == 0, err
+    assert np.load(tmp_path / "f.npy").shape == (8, 20, 24)
+
+
 def test_array_metadata_names_every_channel_range(run, tmp_path, image_file):
     run(image_file, "-l", "r1,r3", "-o", tmp_path / "f.npy")
     meta = json.loads((tmp_path / "f.npy.json").read_text())
@@ -253,3 +259,89 @@ def test_several_images_one_bad_fails_alone(run, tmp_path, image_file):
     assert code == 1 and "Traceback" not in err and "bad.png" in err
     assert sorted(p.name for p in (tmp_path / "feats").glob("*.npy")) == [
         "content.npy", "second.npy"]
+
+
+def test_an_output_that_is_the_input_is_refused_before_any_work(run, tmp_path, image_file,
+                                                               monkeypatch):
+    from artconv import featurefiles
+
+    def no_compute(*_args, **_kwargs):
+        raise AssertionError("features computed before the output check")
+
+    monkeypatch.setattr(featurefiles.Runner, "compute", no_compute)
+    before = image_file.read_bytes()
+    for args in (["-o", tmp_path / "e.npy", "--pca", image_file],
+                 ["--similar-to", "1,1", "-o", image_file]):
+        code, _, err = run(image_file, "-l", "r1", *args)
+        assert_one_line_error(code, err, str(image_file), "is the input image")
+    link = tmp_path / "link.png"  # the same file under another name
+    link.symlink_to(image_file)
+    code, _, err = run(image_file, "-l", "r1", "--pca", link)
+    assert_one_line_error(code, err, "link.png", "is the input image")
+    assert image_file.read_bytes() == before
+    assert not (tmp_path / "e.npy").exists()
+
+
+# -- recipes -------------------------------------------------------------------------------------
+def recipe_of(path: Path, capsys) -> tuple[int, dict | None, str]:
+    capsys.readouterr()
+    try:
+        main(["recipe", str(path)])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else None), err
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".pt", ".safetensors"])
+def test_recipe_command_reads_every_array_format(run, tmp_path, image_file, capsys, suffix):
+    out = tmp_path / f"feats{suffix}"
+    assert run(image_file, "-l", "r1,r3", "-o", out)[0] == 0
+    code, recipe, err = recipe_of(out, capsys)
+    assert code == 0, err
+    assert recipe["engine"] == "features" and recipe["inputs"] == [str(image_file)]
+    assert [x["name"] for x in recipe["features"]["layers"]] == ["r1", "r3"]
+    if suffix in (".npy", ".npz"):  # the sidecar itself, named directly
+        code, direct, err = recipe_of(tmp_path / f"feats{suffix}.json", capsys)
+        assert code == 0 and direct == recipe, err
+
+
+def test_recipe_command_errors_are_one_line(tmp_path, capsys):
+    np.save(tmp_path / "bare.npy", np.zeros(3, np.float32))  # no sidecar
+    torch.save({"features": torch.zeros(3)}, tmp_path / "bare.pt")
+    from safetensors.torch import save_file
+
+    save_file({"features": torch.zeros(3)}, str(tmp_path / "bare.safetensors"))
+    (tmp_path / "other.json").write_text('{"name": "not a recipe"}')
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    for name, fragment in [("bare.npy", "carries no artconv recipe"),
+                           ("bare.pt", "carries no artconv recipe"),
+                           ("bare.safetensors", "carries no artconv recipe"),
+                           ("other.json", "carries no artconv recipe"),
+                           ("junk.pt", "not a readable torch file"),
+                           ("missing.npz", "no such file"),
+                           ("missing.safetensors", "no such file")]:
+        code, _, err = recipe_of(tmp_path / name, capsys)
+        assert_one_line_error(code, " ".join(err.split()), name, fragment)
+
+
+def test_shared_pca_over_npy_outputs_gives_no_torch_warning(tmp_path, backbone_file):
+    """The shared basis re-reads each .npy read-only (np.load mmap_mode="r"); handing that
+    to torch.from_numpy warned "The given NumPy array is not writable". A fresh process:
+    torch shows that warning once per process."""
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    two_regions(tmp_path / "in" / "a.png")
+    two_regions(tmp_path / "in" / "b.png", right=(255, 0, 0))
+    proc = subprocess.run(
+        [sys.executable, "-W", "error:The given NumPy array is not writable", "-m", "artconv",
+         "features", str(tmp_path / "in" / "*.png"), "-l", "r1,r3", "--out-dir",
+         str(tmp_path / "out"), "--pca-shared", "--backbone", f"{backbone_file}:build",
+         "--precision", "fp32", "--device", "cpu", "-q"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "not writable" not in proc.stderr
+    assert (tmp_path / "out" / "b.pca.png").is_file()

@@ -81,6 +81,20 @@ def test_help_is_generated_from_the_options(capsys):
         assert flag in stdout
 
 
+def test_short_s_is_size_in_batch_style_too(capsys):
+    """`-s` is --size everywhere; `batch style` used it for --styles as well (two options,
+    one flag)."""
+    import re
+
+    code, stdout, _ = run_cli(["batch", "style", "--help"], capsys)
+    assert code == 0
+    short = re.compile(r"(?<![-\w])-s\b")
+    size = [line for line in stdout.splitlines() if re.search(r"--size\b", line)]
+    styles = [line for line in stdout.splitlines() if re.search(r"--styles\b", line)]
+    assert styles and not any(short.search(line) for line in styles), styles
+    assert any(short.search(line) for line in size), size
+
+
 def _assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]

@@ -19,6 +19,9 @@ def layers(
     size: int = typer.Option(224, "--size", min=1, help="Input size (square) for the sizes."),
     backbone: Optional[str] = typer.Option(None, "--backbone",  # noqa: UP045
                                            help="Describe an own FILE.py:FUNCTION instead."),
+    avg_rescale: bool = typer.Option(
+        False, "--avg-rescale", help="With --pooling avg, show each pool's calibrated "
+        "rescale factor (random weights) in the note column."),
     json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
 ) -> None:
     """The named layers: kind, channels, downsampling, output size, receptive field, cost."""
@@ -27,7 +30,7 @@ def layers(
     from artconv.core import FeatureExtractor
 
     opts = CoreOptions.from_dict({"arch": arch, "pooling": pooling, "backbone": backbone,
-                                  "weights": "random"})
+                                  "weights": "random", "avg_rescale": avg_rescale})
     with warnings.catch_warnings():  # random weights are fine: only shapes are shown
         warnings.simplefilter("ignore")
         fx = FeatureExtractor.from_options(opts)
@@ -58,6 +61,15 @@ def layers(
     if pooling == "none":
         caption += "; none = a-trous: full resolution everywhere, exact on the stride grid"
     stdout.print(caption, highlight=False)
+    empty = next((i for i in infos if i.height < 1 or i.width < 1), None)
+    if empty is not None:
+        need = fx.min_size([empty.name])
+        deepest = fx.min_size([infos[-1].name])
+        last = "" if empty is infos[-1] else \
+            f", {infos[-1].name} (the deepest) {deepest}x{deepest} px"
+        stdout.print(f"note: input {size}x{size} is too small from {empty.name} on (no "
+                     f"output); {empty.name} needs at least {need}x{need} px{last}",
+                     highlight=False)
 
 
 def _max_twin(opts: CoreOptions):
@@ -67,14 +79,16 @@ def _max_twin(opts: CoreOptions):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return FeatureExtractor.from_options(opts.replace(pooling="max"))
+        return FeatureExtractor.from_options(opts.replace(pooling="max", avg_rescale=False))
 
 
-def recipe(path: Path = typer.Argument(..., help="An image artconv wrote.")) -> None:
-    """Print the recipe (options, seed, weights, versions) stored in an output image."""
-    from artconv.imageio import read_recipe
+def recipe(path: Path = typer.Argument(
+        ..., help="An output artconv wrote: an image, a feature array (.npy, .npz, .pt, "
+        ".safetensors) or a .json sidecar.")) -> None:
+    """Print the recipe (options, seed, weights, versions) stored with an output."""
+    from artconv.recipe import read_any_recipe
 
-    stdout.print_json(json.dumps(read_recipe(path)))
+    stdout.print_json(json.dumps(read_any_recipe(path)))
 
 
 def presets(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
