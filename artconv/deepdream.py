@@ -136,9 +136,10 @@ class StepInfo:
 
 
 class DreamInterrupted(KeyboardInterrupt):
-    """Ctrl-C while dreaming; `image` is the (3, H, W) result so far, at full size."""
+    """Ctrl-C while dreaming; `image` is the (3, H, W) result so far, at full size, or None
+    when no step had been taken yet (there is nothing worth saving)."""
 
-    def __init__(self, image: torch.Tensor) -> None:
+    def __init__(self, image: torch.Tensor | None) -> None:
         super().__init__("dream interrupted")
         self.image = image
 
@@ -379,7 +380,8 @@ class Dreamer:
                     break
                 detail = img - base
         except KeyboardInterrupt:
-            raise DreamInterrupted(self._full_size(original, img, base)) from None
+            dreamed = None if img is None else self._full_size(original, img, base)
+            raise DreamInterrupted(dreamed) from None
         return self._full_size(original, img, base)
 
     def _full_size(self, original: torch.Tensor, img: torch.Tensor | None,

@@ -57,6 +57,8 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
             if video:
                 ui.say(f"[yellow]interrupted[/]: frames so far are in {output}; run the same "
                        "command again to continue")
+            elif stopped.image is None:
+                ui.say("[yellow]interrupted[/] before the first step: nothing written")
             else:
                 save_image(stopped.image, output, inputs=inputs,
                            recipe=dreamer.recipe(inputs, interrupted=True))
