@@ -70,7 +70,9 @@ def find_preset(name: str) -> Preset:
     for d in preset_dirs():
         if (d / f"{name}.toml").is_file():
             return read_preset(d / f"{name}.toml")
-    known = ", ".join(p.name for p in list_presets()) or "none found"
+    # names from the file names only: one malformed preset must not hide the others
+    known = ", ".join(sorted({f.stem for d in preset_dirs() for f in d.glob("*.toml")})) \
+        or "none found"
     raise ArtconvError(f"unknown preset {name!r} (known: {known}; see `artconv presets`)")
 
 
