@@ -360,6 +360,7 @@ class Dreamer:
             objective = objective or self.prepare(original)
             sizes = self.octave_sizes(*original.shape[-2:])
             rng = torch.Generator().manual_seed(o.seed + 7919 * frame)
+            own_task = task is None  # a frames run shares one bar across frames
             task = task or self.progress.task("dream", total=len(sizes) * o.steps)
             detail: torch.Tensor | None = None
             stop = False
@@ -382,6 +383,8 @@ class Dreamer:
         except KeyboardInterrupt:
             dreamed = None if img is None else self._full_size(original, img, base)
             raise DreamInterrupted(dreamed) from None
+        if own_task:
+            task.done()
         return self._full_size(original, img, base)
 
     def _full_size(self, original: torch.Tensor, img: torch.Tensor | None,

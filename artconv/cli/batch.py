@@ -120,7 +120,8 @@ def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui) -> None:
 
         runner = RayRunner(address=bopts.address, gpus_per_job=bopts.gpus_per_job,
                            cpus_per_job=bopts.cpus_per_job, max_retries=bopts.max_retries)
-    with Progress(quiet=ui.quiet or ui.json, console=console) as progress:
+    # transient tasks: each job's bar goes when it ends, the overall bar stays
+    with Progress(quiet=ui.quiet or ui.json, console=console, transient_tasks=True) as progress:
         report = batch.render(jobs, options, runner=runner, overwrite=bopts.overwrite,
                               batch_size=bopts.batch_size, progress=progress)
     if bopts.report:
