@@ -132,6 +132,11 @@ def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui) -> None:
         ui.result(report.to_dict())
     elif not ui.quiet:
         _summary(report)
+    else:  # --quiet hides the table, never the failures
+        for r in report.results:
+            if r.status == "failed":
+                console.print(f"failed: {r.job.output}: {r.reason}", highlight=False,
+                              soft_wrap=True, markup=False)
     if report.interrupted:
         console.print("[yellow]interrupted:[/] finished outputs are kept; run the same "
                       "command again to do the rest")

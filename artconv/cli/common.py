@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from artconv.options import base_type, flag, literal_choices
 
@@ -59,7 +60,8 @@ def option_parameters(cls: type, *, exclude: tuple[str, ...] = ()) -> list[inspe
         tp, _ = base_type(hints[f.name])
         default_text = _default_text(f.default)
         names = [flag(f.name)] + ([f.metadata["short"]] if f.metadata.get("short") else [])
-        kwargs: dict[str, Any] = {"help": f.metadata.get("help", ""),
+        # escape: help text such as "pip install 'artconv[ray]'" is not rich markup
+        kwargs: dict[str, Any] = {"help": escape(f.metadata.get("help", "")),
                                   "show_default": default_text, "rich_help_panel":
                                   "Engine options" if f.name not in _CORE else "Network"}
         choices = literal_choices(tp)
