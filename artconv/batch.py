@@ -28,6 +28,7 @@ from artconv.core import FeatureExtractor
 from artconv.errors import ArtconvError
 from artconv.imageio import atomic_write_bytes, image_hw, list_images, load_image, save_image
 from artconv.options import CoreOptions, Options, opt
+from artconv.presets import is_preset_name, options_class
 from artconv.progress import Progress, ensure
 from artconv.recipe import make_recipe
 
@@ -103,7 +104,7 @@ class Job:
         options = data.get("options", {})
         if not isinstance(options, Mapping):
             raise ArtconvError(f"{source}: 'options' must be a table/object")
-        _options_class(engine).from_dict(options, source=source)  # bad option names fail now
+        options_class(engine).from_dict(options, source=source)  # bad option names fail now
 
         def resolve(p: str) -> str:
             path = Path(p).expanduser()
@@ -113,7 +114,7 @@ class Job:
         output = data.get("output") or str(Path(content).parent / _fill(
             DEFAULT_TEMPLATES[engine], content, styles, 0, engine))
         return cls(engine, content, resolve(str(output)),
-                   tuple(s if _is_preset(s) else resolve(s) for s in styles),
+                   tuple(s if is_preset_name(s) else resolve(s) for s in styles),
                    dict(options), str(data.get("id", "")))
 
 
@@ -197,7 +198,7 @@ def check_collisions(jobs: Sequence[Job]) -> None:
     work starts (not a silent overwrite)."""
     seen: dict[Path, Job] = {}
     inputs = {Path(j.input).resolve() for j in jobs} | {
-        Path(s).resolve() for j in jobs for s in j.styles if not _is_preset(s)}
+        Path(s).resolve() for j in jobs for s in j.styles if not is_preset_name(s)}
     for job in jobs:
         out = Path(job.output).resolve()
         if out in seen:
@@ -319,7 +320,7 @@ def resolve_options(options: Mapping[str, CoreOptions | Mapping[str, Any]],
     out = {}
     for engine in engines:
         given = options.get(engine)
-        cls = _options_class(engine)
+        cls = options_class(engine)
         if given is None:
             out[engine] = cls()
         elif isinstance(given, CoreOptions):
@@ -549,16 +550,6 @@ def network_key(opts: CoreOptions) -> tuple:
 
 def _options_key(opts: CoreOptions) -> str:
     return json.dumps(opts.to_dict(), sort_keys=True, default=str)
-
-
-def _options_class(engine: str) -> type[CoreOptions]:
-    from artconv.presets import _options_class as cls
-
-    return cls(engine)
-
-
-def _is_preset(name: str) -> bool:
-    return "/" not in name and "\\" not in name and not Path(name).suffix
 
 
 def _describe(job: Job) -> str:

@@ -34,9 +34,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from artconv.batch import Job, JobResult, LocalRunner, _is_preset, _options_class, _reason, recorder
+from artconv.batch import Job, JobResult, LocalRunner, _reason, recorder
 from artconv.errors import ArtconvError
 from artconv.options import CoreOptions
+from artconv.presets import is_preset_name, options_class
 from artconv.progress import Progress
 
 INSTALL_HINT = "--engine ray: Ray is not installed; pip install 'artconv[ray]'"
@@ -205,7 +206,7 @@ def render_records(runner: LocalRunner, job_records: Sequence[Mapping[str, Any]]
     results: {"results": [JobResult dict + "index"], "stats": counters added, "pid"}."""
     jobs = [Job(r["engine"], r["input"], r["output"], tuple(r["styles"]),
                 dict(r["options"]), r["id"]) for r in job_records]
-    options = {e: _options_class(e).from_dict(dict(d), source=f"{e} options")
+    options = {e: options_class(e).from_dict(dict(d), source=f"{e} options")
                for e, d in option_records.items()}
     before = dict(runner.stats)
     done = runner.run(jobs, options, batch_size=batch_size, progress=Progress(quiet=True))
@@ -233,7 +234,7 @@ def _shipped(job: Job) -> Job:
     """The job with absolute paths (a worker's working directory is not the driver's)."""
     return dataclasses.replace(
         job, input=os.path.abspath(job.input), output=os.path.abspath(job.output),
-        styles=tuple(s if _is_preset(s) else os.path.abspath(s) for s in job.styles))
+        styles=tuple(s if is_preset_name(s) else os.path.abspath(s) for s in job.styles))
 
 
 def _option_record(engine: str, options: CoreOptions) -> dict[str, Any]:

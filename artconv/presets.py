@@ -61,6 +61,18 @@ def list_presets() -> list[Preset]:
     return sorted(seen.values(), key=lambda p: (p.engine, p.name))
 
 
+def is_preset_name(item: object) -> bool:
+    """A STYLE argument names a preset when it is a string that is no existing file, has no
+    image extension and no folder part; anything else is an image."""
+    from artconv.imageio import IMAGE_EXTENSIONS
+
+    if not isinstance(item, (str, os.PathLike)):
+        return False
+    text = str(item)
+    return (not Path(text).exists() and Path(text).suffix.lower() not in IMAGE_EXTENSIONS
+            and os.sep not in text and "/" not in text)
+
+
 def find_preset(name: str) -> Preset:
     if name.endswith(".toml") or os.sep in name:
         path = Path(name)
@@ -101,7 +113,7 @@ def read_preset(path: Path) -> Preset:
         raise ArtconvError(f"{path}: 'images' must be a list of paths or URLs")
     preset = Preset(path.stem, path, engine, str(data.get("description", "")),
                     dict(options), tuple(images))
-    _options_class(engine).from_dict(preset.options, source=str(path))  # bad keys fail now
+    options_class(engine).from_dict(preset.options, source=str(path))  # bad keys fail now
     return preset
 
 
@@ -140,7 +152,8 @@ def download_image(url: str) -> Path:
     return dst
 
 
-def _options_class(engine: str) -> type:
+def options_class(engine: str) -> type:
+    """The options dataclass of an engine ('style', 'dream', 'features')."""
     import importlib
 
     module = {"style": "artconv.style", "dream": "artconv.deepdream",

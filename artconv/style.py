@@ -48,7 +48,6 @@ from artconv.core import FeatureExtractor
 from artconv.device import autocast, fp32, memory_format, resolve_device, resolve_precision
 from artconv.errors import ArtconvError
 from artconv.imageio import (
-    IMAGE_EXTENSIONS,
     ImageSource,
     fit_longest,
     load_image,
@@ -615,7 +614,7 @@ def resolve_styles(styles: ImageSource | Sequence[ImageSource]) -> StyleSources:
     """Each style is an image (path, PIL, array, tensor) or the name of a style preset,
     which contributes its images and its options. A string that is no existing file, has
     no image extension and no folder part is taken as a preset name."""
-    from artconv.presets import find_preset
+    from artconv.presets import find_preset, is_preset_name
 
     items = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     if not items:
@@ -625,7 +624,7 @@ def resolve_styles(styles: ImageSource | Sequence[ImageSource]) -> StyleSources:
     options: dict[str, Any] = {}
     paths: list[str] = []
     for item in items:
-        if isinstance(item, (str, os.PathLike)) and _looks_like_preset(item):
+        if is_preset_name(item):
             preset = find_preset(str(item))
             if preset.engine != "style":
                 raise ArtconvError(f"{preset.path}: preset {preset.name!r} is for "
@@ -643,12 +642,6 @@ def resolve_styles(styles: ImageSource | Sequence[ImageSource]) -> StyleSources:
             images.append(item)
             names.append(Path(item).stem if isinstance(item, (str, os.PathLike)) else "style")
     return StyleSources(images, names, options, paths)
-
-
-def _looks_like_preset(item: str | os.PathLike[str]) -> bool:
-    path = Path(item)
-    return (not path.exists() and path.suffix.lower() not in IMAGE_EXTENSIONS
-            and os.sep not in str(item) and "/" not in str(item))
 
 
 def build_options(sources: StyleSources | None = None, preset: str | None = None,

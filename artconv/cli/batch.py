@@ -58,9 +58,9 @@ def _batch_command(engine: str):
 
 
 def _cls(engine: str) -> type:
-    from artconv.presets import _options_class
+    from artconv.presets import options_class
 
-    return _options_class(engine)
+    return options_class(engine)
 
 
 def _engine_options(engine: str, preset: str | None, given: dict[str, Any]) -> Any:
