@@ -3,9 +3,11 @@
 A batch is a list of plain `Job` records (JSON-serialisable: engine, input, styles, output,
 option overrides) and a `Runner` that executes them. The local runner loads each network
 once, computes each style's targets once, optimises `batch_size` same-sized contents in one
-tensor, skips outputs that exist, and isolates failures: a bad input fails its job alone.
-Outputs are written atomically, so a killed batch leaves only whole files and a re-run
-finishes the rest. A distributed runner (artconv.batch_ray) plugs into the same interface.
+tensor, and isolates failures: a bad input fails its job alone. Nothing is lost (README,
+"Nothing lost"): every path is checked before any work, outputs are written atomically with
+their recipes, and a re-run sweeps a killed run's temporaries, skips the finished outputs
+(those with their recipe) and never takes its own outputs for inputs. A distributed runner
+(artconv.batch_ray) plugs into the same interface.
 
     jobs = artconv.batch.plan("style", "photos/*.jpg", styles=["starry.jpg"], out_dir="out")
     report = artconv.batch.render(jobs, options={"style": StyleOptions(iterations=(300,))})
@@ -13,7 +15,11 @@ finishes the rest. A distributed runner (artconv.batch_ray) plugs into the same 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import re
+import string
 import time
 import tomllib
 from collections import defaultdict
@@ -28,9 +34,17 @@ from artconv.core import FeatureExtractor
 from artconv.errors import ArtconvError
 from artconv.imageio import atomic_write_bytes, image_hw, list_images, load_image, save_image
 from artconv.options import CoreOptions, Options, opt
+from artconv.outputs import (
+    check_writable,
+    check_write_paths,
+    file_key,
+    output_complete,
+    sidecar,
+    sweep_temporaries,
+)
 from artconv.presets import is_preset_name, options_class
 from artconv.progress import Progress, ensure
-from artconv.recipe import make_recipe
+from artconv.recipe import make_recipe, read_any_recipe
 
 ENGINES = ("style", "dream", "features")
 DEFAULT_TEMPLATES = {"style": "{content}_{style}.png", "dream": "{content}_dream.png",
@@ -74,6 +88,8 @@ class Job:
     styles: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     id: str = ""
+    # Where a manifest job came from ("jobs.jsonl:3"), for messages; not part of the record.
+    where: str = field(default="", compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "engine": self.engine, "input": self.input,
@@ -104,7 +120,10 @@ class Job:
         options = data.get("options", {})
         if not isinstance(options, Mapping):
             raise ArtconvError(f"{source}: 'options' must be a table/object")
-        options_class(engine).from_dict(options, source=source)  # bad option names fail now
+        try:  # bad option names and values fail now, naming the line
+            options_class(engine).from_dict(options, source=source)
+        except ArtconvError as exc:
+            raise option_error(source, exc) from None
 
         def resolve(p: str) -> str:
             path = Path(p).expanduser()
@@ -115,7 +134,21 @@ class Job:
             DEFAULT_TEMPLATES[engine], content, styles, 0, engine))
         return cls(engine, content, resolve(str(output)),
                    tuple(s if is_preset_name(s) else resolve(s) for s in styles),
-                   dict(options), str(data.get("id", "")))
+                   # from_dict takes "avg-rescale" too; replace() (at run time) does not
+                   {str(k).replace("-", "_"): v for k, v in options.items()},
+                   str(data.get("id", "")), where=source)
+
+
+def option_error(source: str, exc: ArtconvError) -> ArtconvError:
+    """`exc` (an options error, worded for the command line: "--size 0: ...") reworded for
+    the manifest line `source` that gave the value: "jobs.jsonl:3: option 'size': 0: ..."."""
+    text = str(exc)
+    if text.startswith(source):
+        return exc
+    m = re.match(r"--([a-z0-9][a-z0-9-]*):? (.*)", text, re.S)
+    if m:
+        return ArtconvError(f"{source}: option '{m[1].replace('-', '_')}': {m[2]}")
+    return ArtconvError(f"{source}: {text}")
 
 
 @dataclass
@@ -164,7 +197,7 @@ def plan(engine: str, inputs: str | Path | Sequence[str | Path], *,
     `{style}`, `{index}` and `{engine}`; the default folder is each input's own."""
     if engine not in ENGINES:
         raise ArtconvError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
-    images = list_images(inputs if isinstance(inputs, (str, Path)) else list(inputs))
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     template = template or DEFAULT_TEMPLATES[engine]
     if engine == "style":
         if not styles:
@@ -172,6 +205,7 @@ def plan(engine: str, inputs: str | Path | Sequence[str | Path], *,
         groups = [tuple(map(str, styles))] if blend else [(str(s),) for s in styles]
     else:
         groups = [()]
+    images = _batch_inputs(items, engine, template, groups)
     jobs = []
     for image in images:
         for group in groups:
@@ -181,6 +215,62 @@ def plan(engine: str, inputs: str | Path | Sequence[str | Path], *,
                             dict(options or {}), id=str(len(jobs))))
     check_collisions(jobs)
     return jobs
+
+
+def _batch_inputs(items: Sequence[str | Path], engine: str, template: str,
+                  groups: Sequence[tuple[str, ...]]) -> list[Path]:
+    """The images of `items`, less those found in folders and patterns that an earlier run
+    of this batch wrote (beside its inputs, by default), so a re-run skips them instead of
+    taking them as new inputs. An image named on its own is always an input."""
+    pattern = _template_pattern(template, engine, groups)
+    found: set[Path] = set()
+    dropped: list[Path] = []
+    for item in items:
+        if Path(item).is_file():
+            found.add(Path(item))
+            continue
+        for image in list_images(item):
+            if _written_by(image, engine, pattern):
+                dropped.append(image)
+            else:
+                found.add(image)
+    if not found and dropped:
+        raise ArtconvError(f"{dropped[0].parent}: holds only outputs of an earlier "
+                           f"{engine} batch (e.g. {dropped[0].name}); give the original "
+                           "images")
+    return sorted(found)
+
+
+def _template_pattern(template: str, engine: str,
+                      groups: Sequence[tuple[str, ...]]) -> re.Pattern[str] | None:
+    """A regex of the file names `template` makes for any content (last path part only)."""
+    styles = "|".join(re.escape("+".join(Path(s).stem for s in g) or "none") for g in groups)
+    fields = {"content": ".+", "style": f"(?:{styles})", "index": r"\d+",
+              "engine": re.escape(engine)}
+    regex = ""
+    try:
+        for literal, name, spec, conversion in string.Formatter().parse(Path(template).name):
+            regex += re.escape(literal)
+            if name is not None:
+                plain = not spec and not conversion
+                regex += fields.get(name, ".+") if plain else ".+"
+    except ValueError:  # a malformed template fails in _fill with its own message
+        return None
+    return re.compile(regex)
+
+
+def _written_by(image: Path, engine: str, pattern: re.Pattern[str] | None) -> bool:
+    """True when `image` is an output of this kind of batch: named by its template and
+    carrying an artconv recipe of its engine. A file named like an output but without a
+    recipe is the user's own, and stays an input (a job that would write over it is
+    refused by `check_collisions`)."""
+    if pattern is None or not pattern.fullmatch(image.name):
+        return False
+    try:
+        recipe = read_any_recipe(image)
+    except (ArtconvError, OSError):
+        return False
+    return recipe.get("engine") == engine
 
 
 def _fill(template: str, content: str, styles: Sequence[str], index: int, engine: str) -> str:
@@ -193,31 +283,96 @@ def _fill(template: str, content: str, styles: Sequence[str], index: int, engine
                            "{style}, {index}, {engine})") from None
 
 
-def check_collisions(jobs: Sequence[Job]) -> None:
-    """Two jobs writing one file, or a job writing over an input, is an error before any
-    work starts (not a silent overwrite)."""
-    seen: dict[Path, Job] = {}
-    inputs = {Path(j.input).resolve() for j in jobs} | {
-        Path(s).resolve() for j in jobs for s in j.styles if not is_preset_name(s)}
+def check_collisions(jobs: Sequence[Job], inputs: Iterable[str | Path] = ()) -> None:
+    """Two jobs writing one file, or a job writing (its output or its recipe sidecar) over
+    an input of the batch or one of `inputs` (a manifest), is an error before any work
+    starts (not a silent overwrite)."""
+    sources: dict[Any, str] = {}
+    for path in [*input_files(jobs), *inputs]:
+        sources.setdefault(file_key(path), str(path))
+    seen: dict[Any, Job] = {}
     for job in jobs:
-        out = Path(job.output).resolve()
-        if out in seen:
-            raise ArtconvError(f"{job.output}: jobs collide ({_describe(seen[out])} and "
-                               f"{_describe(job)} would both write it); give them distinct "
-                               "outputs (--template with {content} and {style})")
-        if out in inputs:
-            raise ArtconvError(f"{job.output}: a job would write over an input image")
-        seen[out] = job
+        key = file_key(job.output)
+        if key in seen:
+            hint = ("give each line its own 'output'" if job.where else
+                    "give them distinct outputs (--template with {content} and {style})")
+            raise ArtconvError(f"{job.output}: jobs collide ({_describe(seen[key])} and "
+                               f"{_describe(job)} would both write it); {hint}")
+        for what, path in (("output", job.output), ("recipe", sidecar(job.output))):
+            src = sources.get(file_key(path))
+            if src is not None:
+                hint = ("give it another 'output'" if job.where else
+                        "choose another --out-dir or --template")
+                raise ArtconvError(f"{path}: {_describe(job)} would write its {what} over "
+                                   f"the input {src}; {hint}")
+        seen[key] = job
+
+
+def check_extra_writes(jobs: Sequence[Job], writes: Sequence[tuple[str, str | Path | None]],
+                       inputs: Iterable[str | Path] = ()) -> None:
+    """Files a batch writes besides its outputs (`--report`, `--sheet`): refused, naming the
+    option and the path, when one would overwrite an input of the batch or one of `inputs`,
+    a job's output or recipe, or the other, or cannot be written. Call before any work."""
+    check_write_paths(writes, [*input_files(jobs), *inputs])
+    owners: dict[Any, tuple[str, Job]] = {}
+    for job in jobs:
+        owners.setdefault(file_key(job.output), ("output", job))
+        owners.setdefault(file_key(sidecar(job.output)), ("recipe", job))
+    for label, path in writes:
+        if path is None:
+            continue
+        hit = owners.get(file_key(path))
+        if hit is not None:
+            raise ArtconvError(f"{label} {path}: is the {hit[0]} of {_describe(hit[1])}; "
+                               "refusing to overwrite it (choose another path)")
+
+
+def input_files(jobs: Sequence[Job], options: Iterable[CoreOptions] = ()) -> list[Path]:
+    """Every file the jobs read that exists as a path: contents, style images, the files and
+    local images of style presets, and weights and backbone files named in `options` or in
+    the jobs' overrides. (A preset's URL images live in the download cache, not here.)"""
+    from artconv.presets import find_preset, resolve_image_ref
+
+    found: dict[str, None] = {}
+    presets: set[str] = set()
+    for job in jobs:
+        found[job.input] = None
+        for style in job.styles:
+            if is_preset_name(style):
+                presets.add(style)
+            else:
+                found[style] = None
+        for name in ("weights", "backbone"):
+            value = job.options.get(name)
+            if isinstance(value, str):
+                found.update(dict.fromkeys(_option_file(name, value)))
+    for opts in options:
+        found.update(dict.fromkeys(_option_file("weights", opts.weights)))
+        found.update(dict.fromkeys(_option_file("backbone", opts.backbone)))
+    for name in sorted(presets):
+        try:
+            preset = find_preset(name)
+        except ArtconvError:  # an unknown preset fails its jobs when they run
+            continue
+        found[str(preset.path)] = None
+        for ref in preset.images:
+            if not ref.startswith(("http://", "https://")):
+                found[str(resolve_image_ref(ref, preset.path.parent))] = None
+    return [Path(p) for p in found]
+
+
+def _option_file(name: str, value: str | None) -> list[str]:
+    if not value:
+        return []
+    path = value.rpartition(":")[0] if name == "backbone" and ":" in value else value
+    return [path] if os.path.isfile(path) else []
 
 
 def read_manifest(path: str | Path) -> list[Job]:
     """Jobs from a TOML manifest (`engine = ...`, `[[job]]` tables) or JSON Lines (one job
     object a line, `#` comments allowed); relative paths resolve against its folder."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ArtconvError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    text = _manifest_text(path)
     base = path.resolve().parent
     jobs: list[Job] = []
     if path.suffix == ".toml":
@@ -248,13 +403,33 @@ def read_manifest(path: str | Path) -> list[Job]:
                                  len(jobs)))
     if not jobs:
         raise ArtconvError(f"{path}: the manifest lists no jobs")
-    check_collisions(jobs)
+    check_collisions(jobs, inputs=[path])
     return jobs
 
 
+def _manifest_text(path: Path) -> str:
+    """The manifest's text, or one line saying why it is no manifest (an image given by
+    mistake, a file saved in another encoding)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8192)
+            if b"\0" in head:  # text never holds NUL; images and archives do, early
+                raise ArtconvError(f"{path}: not a text file (a manifest is JSON Lines or "
+                                   "TOML)")
+            data = head + f.read()
+    except OSError as exc:
+        raise ArtconvError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")  # a BOM from Windows editors is no error
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ArtconvError(f"{path}:{line}: not UTF-8 at byte {exc.start} "
+                           f"(0x{data[exc.start]:02x}); save the manifest as UTF-8 text"
+                           ) from None
+
+
 def _with_id(job: Job, index: int) -> Job:
-    return job if job.id else Job(job.engine, job.input, job.output, job.styles, job.options,
-                                  str(index))
+    return job if job.id else dataclasses.replace(job, id=str(index))
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -264,7 +439,10 @@ class Runner(Protocol):
     def run(self, jobs: Sequence[Job], options: Mapping[str, CoreOptions], *,
             batch_size: int, progress: Progress,
             on_result: Callable[[JobResult], Any]) -> list[JobResult]:
-        """Run every job (none is skipped here) and call `on_result` as each ends."""
+        """Run every job (none is skipped here) and call `on_result` as each ends.
+
+        A runner may also keep `running`, the jobs started and not yet reported, so that a
+        Ctrl-C report can tell the jobs it cut short from those that never started."""
 
 
 def render(jobs: Sequence[Job], options: Mapping[str, CoreOptions | Mapping[str, Any]]
@@ -281,13 +459,19 @@ def render(jobs: Sequence[Job], options: Mapping[str, CoreOptions | Mapping[str,
     check_collisions(jobs)
     base = resolve_options(options or {}, {j.engine for j in jobs})
     start = time.perf_counter()
+    # A killed run (SIGKILL, power loss) leaves hidden temporaries beside its outputs that
+    # nothing else would ever remove; this batch is about to write those outputs again.
+    swept = sweep_temporaries(j.output for j in jobs)
     results: dict[int, JobResult] = {}
     todo = []
     for i, job in enumerate(jobs):
-        if not overwrite and Path(job.output).exists():
+        # An output without its recipe (killed between the two writes) is unfinished.
+        if not overwrite and output_complete(job.output):
             results[i] = JobResult(job, "skipped", "output exists")
         else:
             todo.append(job)
+    for job in todo:  # an unwritable folder fails the batch now, not every job at its end
+        check_writable(job.output, "output")
     progress = ensure(progress, quiet)
     runner = runner or LocalRunner()
     order = {id(j): i for i, j in enumerate(jobs)}
@@ -308,11 +492,16 @@ def render(jobs: Sequence[Job], options: Mapping[str, CoreOptions | Mapping[str,
                        on_result=on_result)
         except KeyboardInterrupt:  # report what was done; the re-run finishes the rest
             interrupted = True
+            running = {id(j) for j in getattr(runner, "running", ())}
             for i, job in enumerate(jobs):
-                results.setdefault(i, JobResult(job, "interrupted", "Ctrl-C before it ran"))
-    stats = getattr(runner, "stats", {})
+                results.setdefault(i, JobResult(
+                    job, "interrupted", "interrupted while running" if id(job) in running
+                    else "Ctrl-C before it ran"))
+    stats = dict(getattr(runner, "stats", {}))
+    if swept:
+        stats["temp_files_swept"] = stats.get("temp_files_swept", 0) + len(swept)
     return BatchReport([results[i] for i in sorted(results)], time.perf_counter() - start,
-                       dict(stats), interrupted)
+                       stats, interrupted)
 
 
 def resolve_options(options: Mapping[str, CoreOptions | Mapping[str, Any]],
@@ -352,12 +541,19 @@ class LocalRunner:
         self._engines: dict[str, Any] = {}
         self._targets: dict[tuple, Any] = {}
         self.stats: dict[str, int] = defaultdict(int)
+        self.running: list[Job] = []
 
     def run(self, jobs: Sequence[Job], options: Mapping[str, CoreOptions], *, batch_size: int,
             progress: Progress, on_result: Callable[[JobResult], Any] = lambda r: None,
             ) -> list[JobResult]:
         results: list[JobResult] = []
-        record = recorder(results, on_result, progress)
+        report = recorder(results, on_result, progress)
+
+        def record(result: JobResult) -> None:
+            self.running = [j for j in self.running if j is not result.job]
+            report(result)
+
+        self.running = []
         groups: dict[tuple, list[tuple[Job, CoreOptions]]] = defaultdict(list)
         for job in jobs:
             try:
@@ -366,7 +562,8 @@ class LocalRunner:
                     opts = opts.replace(**_style_sources(job.styles).preset_options)
                 opts = opts.replace(**job.options)
             except ArtconvError as exc:
-                record(JobResult(job, "failed", str(exc)))
+                record(JobResult(job, "failed", str(option_error(job.where, exc)
+                                                     if job.where else exc)))
                 continue
             key = (job.engine, _options_key(opts), job.styles if job.engine == "style" else ())
             groups[key].append((job, opts))
@@ -375,6 +572,7 @@ class LocalRunner:
                 self._run_style(members, batch_size, progress, record)
             else:
                 for job, opts in members:
+                    self.running = [job]
                     record(self._guarded(job, lambda j=job, o=opts: self._run_one(j, o,
                                                                                    progress)))
         return results
@@ -438,6 +636,7 @@ class LocalRunner:
         for same in by_size.values():
             for i in range(0, len(same), batch_size):
                 chunk = []
+                self.running = list(same[i:i + batch_size])
                 for job in same[i:i + batch_size]:
                     try:
                         chunk.append((job, load_image(job.input)))
@@ -517,6 +716,7 @@ def check_sheet(jobs: Sequence[Job], path: str | Path) -> None:
                            f"({', '.join(SAVE_FORMATS)})")
     if any(j.engine == "features" for j in jobs):
         raise ArtconvError(f"--sheet {path}: features outputs are arrays, not pictures")
+    check_extra_writes(jobs, [("--sheet", path)])
 
 
 def _style_sources(styles: Sequence[str]) -> Any:
@@ -553,5 +753,9 @@ def _options_key(opts: CoreOptions) -> str:
 
 
 def _describe(job: Job) -> str:
+    """The job in a message: its manifest line, else its input (x styles)."""
+    if job.where:
+        return f"the job of {job.where}"
     styles = "+".join(Path(s).stem for s in job.styles)
-    return f"{Path(job.input).name} x {styles}" if styles else Path(job.input).name
+    return f"job {Path(job.input).name} x {styles}" if styles else \
+        f"job {Path(job.input).name}"

@@ -30,13 +30,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from artconv.batch import Job, JobResult, LocalRunner, _reason, recorder
 from artconv.errors import ArtconvError
 from artconv.options import CoreOptions
+from artconv.outputs import sweep_temporaries
 from artconv.presets import is_preset_name, options_class
 from artconv.progress import Progress
 
@@ -76,6 +76,7 @@ class RayRunner:
         self.worker_runner = worker_runner
         self.max_workers = max_workers
         self.stats: dict[str, int] = defaultdict(int)
+        self.running: list[Job] = []  # jobs of the calls in flight (for a Ctrl-C report)
 
     # -- Runner protocol -----------------------------------------------------------------
     def run(self, jobs: Sequence[Job], options: Mapping[str, CoreOptions], *,
@@ -103,6 +104,7 @@ class RayRunner:
                     ref = actor.render.remote([_shipped(j).to_dict() for j in chunk], records,
                                               batch_size)
                     busy[ref] = (actor, chunk)
+                self.running = [j for _, chunk in busy.values() for j in chunk]
                 ready, _ = ray.wait(list(busy), num_returns=1)
                 for ref in ready:
                     actor, chunk = busy.pop(ref)
@@ -129,7 +131,7 @@ class RayRunner:
         finally:
             for actor in actors:
                 ray.kill(actor)
-            swept = sweep_temp_files(j.output for j in jobs)
+            swept = sweep_temporaries(j.output for j in jobs)
             if swept:
                 self.stats["temp_files_swept"] += len(swept)
             if started:
@@ -258,31 +260,3 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line if len(line) <= limit else line[:limit - 3] + "..."
-
-
-def sweep_temp_files(outputs: Iterable[str | Path]) -> list[Path]:
-    """Remove the hidden temp files (`.NAME.XXXXXXXX[.ext].tmp`, see imageio.atomic_path)
-    that a killed writer of these outputs left. Call only when no writer is running.
-    One directory listing per output folder; unreadable folders are skipped."""
-    names: dict[Path, set[str]] = defaultdict(set)
-    for output in outputs:
-        path = Path(output)
-        names[path.parent].add(path.name)
-    removed = []
-    for folder, owned in names.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            name = entry.name
-            if not (name.startswith(".") and name.endswith(".tmp")):
-                continue
-            dots = [i for i, c in enumerate(name) if c == "." and i > 1]
-            if any(name[1:i] in owned for i in dots):
-                try:
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
-                except OSError:
-                    pass
-    return removed

@@ -11,7 +11,9 @@ normalisation), so every engine works on them unchanged.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
+import itertools
 import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -78,25 +80,38 @@ class FeatureExtractor(nn.Module):
     """
 
     def __init__(self, backbone: Backbone | nn.Sequential, pooling: str = "max", *,
-                 avg_rescale: bool = False, identity: str | None = None) -> None:
+                 avg_rescale: bool = False, identity: str | None = None,
+                 check: bool = True) -> None:
+        """`check=False` skips the dry run that proves every layer keeps the NCHW contract
+        (for networks artconv built itself)."""
         super().__init__()
         backbone = Backbone.coerce(backbone)
         self.pooling = pooling
         self.identity = identity or backbone.name
         self.normalize = Normalize(backbone.normalization)
         self.net = pooling_mod.apply_pooling(backbone.layers, pooling)
-        self.avg_scales: dict[str, float] = {}
-        if pooling == "avg" and avg_rescale:
-            self.avg_scales = pooling_mod.calibrate_avg_scales(
-                backbone.layers, self.net, self.normalize)
         self.layer_names: list[str] = [name for name, _ in self.net.named_children()]
         self._index = {name: i for i, name in enumerate(self.layer_names)}
         self._wanted: set[str] = set()
         self._captured: dict[str, torch.Tensor] = {}
-        for name, module in self.net.named_children():
-            module.register_forward_hook(self._capture_hook(name))
         self.requires_grad_(False)
         self.eval()
+        if not self.layer_names:
+            raise ArtconvError(f"{self._label()}: the network has no layers")
+        # Layers [0, usable) keep the NCHW contract; `unusable` says why the next one doesn't.
+        self._measured: dict[str, int] = {}
+        self.unusable: str | None = None
+        if check:
+            self._measured, self.unusable = self._dry_run()
+        self._usable = len(self._measured) if self.unusable else len(self.layer_names)
+        if self._usable == 0:
+            raise ArtconvError(f"{self._label()}: {self.unusable}; no layer can be used")
+        self.avg_scales: dict[str, float] = {}
+        if pooling == "avg" and avg_rescale:
+            self.avg_scales = pooling_mod.calibrate_avg_scales(
+                backbone.layers, self.net, self.normalize, layers=self._usable)
+        for name, module in self.net.named_children():
+            module.register_forward_hook(self._capture_hook(name))
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -112,7 +127,7 @@ class FeatureExtractor(nn.Module):
             weights_mod.load_into(features, arch, loaded.state, weights)
         identity = f"{arch}:{loaded.identity}" + (f":seed{seed}" if loaded.state is None else "")
         return cls(Backbone(features, loaded.normalization, arch), pooling,
-                   avg_rescale=avg_rescale, identity=identity)
+                   avg_rescale=avg_rescale, identity=identity, check=False)
 
     @classmethod
     def from_options(cls, options: Any) -> FeatureExtractor:
@@ -131,12 +146,17 @@ class FeatureExtractor(nn.Module):
 
     # -- layers ------------------------------------------------------------------------
     def check_layers(self, layers: Iterable[str]) -> list[str]:
-        """The names, in network order; unknown ones are an error listing the valid ones."""
+        """The names, in network order; unknown ones are an error listing the valid ones,
+        and so are layers at or past one that breaks the NCHW contract."""
         layers = list(dict.fromkeys(layers))
         for name in layers:
             if name not in self._index:
                 raise ArtconvError(f"unknown layer {name!r} for {self.identity.split(':')[0]} "
-                                   f"(valid: {', '.join(self.layer_names)})")
+                                   f"(valid: {', '.join(self.layer_names[:self._usable])})")
+            if self._index[name] >= self._usable:
+                first = self.layer_names[self._usable]
+                raise ArtconvError(f"{self._label()}: layer {name!r} cannot be used: "
+                                   f"{self.unusable} (use a layer before {first!r})")
         return sorted(layers, key=self._index.__getitem__)
 
     def module(self, name: str) -> nn.Module:
@@ -152,11 +172,15 @@ class FeatureExtractor(nn.Module):
 
     def describe(self, size: int | tuple[int, int] = 224) -> list[LayerInfo]:
         """Each layer's kind, channels, stride, receptive field, output size and cost."""
-        return describe(self.net, size, scales=self.avg_scales)
+        infos = describe(self.net, size, scales=self.avg_scales)[:self._usable]
+        # The walk takes unknown layers (a block of convs, say) as elementwise; the dry run
+        # saw what they really output.
+        return [dataclasses.replace(i, channels=self._measured[i.name])
+                if self._measured.get(i.name, i.channels) != i.channels else i for i in infos]
 
-    def min_size(self, layers: Iterable[str]) -> int:
+    def min_size(self, layers: Iterable[str], *, checked: bool = True) -> int:
         """The smallest square input for which every requested layer has at least 1 px."""
-        deepest = self.check_layers(layers)[-1]
+        deepest = self.check_layers(layers)[-1] if checked else list(layers)[-1]
         lo = 1
         while lo < 1 << 16:
             infos = describe(self.net, lo, until=deepest)
@@ -189,22 +213,80 @@ class FeatureExtractor(nn.Module):
         layer's output, as in torch); call `.remove()` on the handle to detach it."""
         return self.module(name).register_forward_hook(hook)
 
+    def _dry_run(self) -> tuple[dict[str, int], str | None]:
+        """Run a small random image through every layer once. Returns each layer's measured
+        output channels, and why the first layer that breaks the contract (returns a tuple
+        or a flattened tensor, or fails) can't be used, or None. That layer and the ones
+        after it are refused by name when asked for (`check_layers`); a classifier's
+        trailing flatten is harmless as long as nobody asks for it."""
+        param = next(itertools.chain(self.net.parameters(), self.net.buffers()), None)
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None and param.is_floating_point() \
+            else torch.float32
+        biggest = 1024  # bounds the dry run's memory whatever the size walk concludes
+        side = min(max(32, self.min_size([self.layer_names[-1]], checked=False)), biggest)
+        while True:
+            x = self.normalize(torch.rand(1, 3, side, side, generator=torch.Generator()
+                                          .manual_seed(0))).to(device, dtype)
+            measured: dict[str, int] = {}
+            with torch.no_grad():
+                for name, module in self.net.named_children():
+                    try:
+                        x = module(x)
+                    except Exception as exc:
+                        # The size walk misjudges layers it can't see into (nested blocks):
+                        # a larger image may be all that layer needed (torch says so as a
+                        # RuntimeError).
+                        if isinstance(exc, RuntimeError) and side < biggest:
+                            break
+                        return measured, (f"layer {name!r} failed on a {side}x{side} px test "
+                                          f"image ({_describe_exc(exc)})")
+                    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                        return measured, (f"layer {name!r} returned {_what(x)} for a "
+                                          f"{side}x{side} px image, not an NCHW (4-D) map")
+                    measured[name] = x.shape[1]
+                else:
+                    return measured, None
+            side = min(2 * side, biggest)
+
+    def _label(self) -> str:
+        kind, _, spec = self.identity.partition(":")
+        return f"--backbone {spec}" if kind == "backbone" else self.identity
+
     def _capture_hook(self, name: str) -> Callable:
         def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
             if name in self._wanted:
                 self._captured[name] = output
         return hook
 
+    def check_size(self, hw: Sequence[int], layers: Iterable[str], *, what: str | None = None,
+                   where: str = "") -> None:
+        """Refuse an input of `hw` (height, width) too small for `layers`, naming `what`
+        (a file) and `where` (the option that chose the size, e.g. " at --size 16")."""
+        names = self.check_layers(layers)
+        if not names:
+            return
+        h, w = int(hw[0]), int(hw[1])
+        infos = describe(self.net, (h, w), until=names[-1])
+        if any(i.height < 1 or i.width < 1 for i in infos):
+            need = self.min_size(names)
+            subject = f"{what}: {w}x{h} px" if what else f"image of {w}x{h} px"
+            raise ArtconvError(f"{subject}{where} is too small for layer {names[-1]}: "
+                               f"needs at least {need}x{need} px")
+
     def _check_size(self, image: torch.Tensor, names: Sequence[str]) -> None:
         if image.dim() != 4 or image.shape[1] != 3:
             raise ArtconvError(f"expected an image batch of shape (N, 3, H, W), got "
                                f"{tuple(image.shape)}")
-        h, w = image.shape[-2:]
-        infos = describe(self.net, (h, w), until=names[-1])
-        if any(i.height < 1 or i.width < 1 for i in infos):
-            need = self.min_size(names)
-            raise ArtconvError(f"image of {w}x{h} px is too small for layer {names[-1]}: "
-                               f"needs at least {need}x{need} px")
+        self.check_size(image.shape[-2:], names)
+
+
+def _what(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dim()}-D tensor of shape {tuple(x.shape)}"
+    if isinstance(x, (tuple, list)):
+        return f"a {type(x).__name__} of {len(x)}"
+    return f"a {type(x).__name__}"
 
 
 # -- shapes, strides, receptive fields ------------------------------------------------------
@@ -302,25 +384,39 @@ def load_backbone(spec: str) -> Backbone:
         raise ArtconvError(f"--backbone {spec!r}: expected FILE.py:FUNCTION")
     path = Path(file).expanduser()
     if not path.is_file():
-        raise ArtconvError(f"{file}: no such backbone file (--backbone FILE.py:FUNCTION)")
+        what = ("is a folder, not a Python file" if path.is_dir() else
+                "is not a regular file" if path.exists() else "no such backbone file")
+        raise ArtconvError(f"{file}: {what} (--backbone FILE.py:FUNCTION)")
     module_name = f"artconv_backbone_{abs(hash(str(path.resolve())))}"
     spec_obj = importlib.util.spec_from_file_location(module_name, path)
     if spec_obj is None or spec_obj.loader is None:
-        raise ArtconvError(f"{file}: cannot import it as a Python file")
+        raise ArtconvError(f"{spec}: cannot import {file} as a Python file")
     module = importlib.util.module_from_spec(spec_obj)
     sys.path.insert(0, str(path.parent))  # let the file import its neighbours
     try:
         spec_obj.loader.exec_module(module)
-    except Exception as exc:
-        raise ArtconvError(f"{file}: failed to import ({type(exc).__name__}: {exc})") from exc
+    except (Exception, SystemExit) as exc:
+        # SystemExit too: a sys.exit() in user code would end artconv with its status
+        # (0!) having written nothing.
+        raise ArtconvError(f"{spec}: importing {file} failed ({_describe_exc(exc)})") from exc
     finally:
         with contextlib.suppress(ValueError):  # the file may have edited sys.path itself
             sys.path.remove(str(path.parent))
     fn = getattr(module, func, None)
     if not callable(fn):
-        raise ArtconvError(f"{file}: has no function {func!r}")
+        raise ArtconvError(f"{spec}: {file} has no function {func!r}")
     try:
         model = fn()
-    except Exception as exc:
-        raise ArtconvError(f"{file}:{func}() failed ({type(exc).__name__}: {exc})") from exc
+    except (Exception, SystemExit) as exc:
+        raise ArtconvError(f"{spec}: {func}() failed ({_describe_exc(exc)})") from exc
+    if not isinstance(model, (Backbone, nn.Sequential)):
+        raise ArtconvError(f"{spec}: {func}() returned {type(model).__name__}; expected an "
+                           "nn.Sequential or artconv.Backbone")
     return Backbone.coerce(model, name=f"{path.stem}:{func}")
+
+
+def _describe_exc(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -175,11 +175,16 @@ class Dreamer:
             if spec.ranking is None:  # range errors now, not after the first octave
                 select_channels(spec, layer, self.fx.channels(layer))
         if o.guide and not Path(o.guide).is_file():
-            raise ArtconvError(f"--guide {o.guide}: no such file")
+            raise ArtconvError(f"--guide {o.guide}: " + (
+                "is a folder, not an image file" if Path(o.guide).is_dir() else "no such file"))
         deepest = {i.name: i for i in self.fx.describe(256)}[self.layers[-1]]
         self.align = deepest.stride
         self.margin = deepest.receptive_field - 1 if o.tile_margin is None else o.tile_margin
         self.min_size = self.fx.min_size(self.layers)
+        if 0 < o.tile < self.min_size:
+            raise ArtconvError(f"--tile {o.tile}: smaller than {self.min_size} px, the smallest "
+                               f"input {self.layers[-1]} can see (use --tile {self.min_size} "
+                               "or more, or --tile 0 for no tiling)")
         self._tile_cache: dict[tuple[int, int], tuple[list[Tile], list[float]]] = {}
 
     # -- the objective ---------------------------------------------------------------------
@@ -226,7 +231,10 @@ class Dreamer:
         return resize_longest(x, side) if side != max(x.shape[-2:]) else x
 
     def _guide_features(self, side: int) -> dict[str, torch.Tensor]:
-        guide = load_image(self.options.guide, size=max(side, self.min_size))  # type: ignore[arg-type]
+        try:
+            guide = load_image(self.options.guide, size=max(side, self.min_size))  # type: ignore[arg-type]
+        except ArtconvError as exc:
+            raise ArtconvError(f"--guide {exc}") from None
         with torch.no_grad(), autocast(self.device, self.precision):
             maps = self.fx(self._to_batch(guide), self.layers)
         out = {}
@@ -313,7 +321,8 @@ class Dreamer:
         (counted, not estimated from areas: edges that are not stride multiples round)."""
         key = (hw[0], hw[1])
         if key not in self._tile_cache:
-            tiles = tile_grid(hw[0], hw[1], self.options.tile, self.margin, self.align)
+            tiles = tile_grid(hw[0], hw[1], self.options.tile, self.margin, self.align,
+                              self.min_size)
             work = sum(t.ext_area for t in tiles) / (hw[0] * hw[1])
             if work > 4:
                 warnings.warn(f"--tile {self.options.tile} with a {self.margin} px margin of "
@@ -331,13 +340,17 @@ class Dreamer:
         return max(1, info.height * info.width)
 
     # -- octaves -----------------------------------------------------------------------------
+    def check_size(self, hw: Sequence[int], *, what: str | None = None, where: str = ""
+                   ) -> None:
+        """Refuse an image too small for the deepest layer, naming `what` (a file) and
+        `where` (the option that sized it)."""
+        self.fx.check_size(hw, self.layers, what=what, where=where)
+
     def octave_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """(h, w) per octave, small to large; octaves below the network's minimum input are
         dropped with a warning."""
         o = self.options
-        if min(height, width) < self.min_size:
-            raise ArtconvError(f"image of {width}x{height} px is too small for layer "
-                               f"{self.layers[-1]}: needs at least {self.min_size} px per side")
+        self.check_size((height, width))
         sizes = [(max(1, round(height / o.octave_scale ** k)),
                   max(1, round(width / o.octave_scale ** k))) for k in reversed(range(o.octaves))]
         kept = [hw for hw in sizes if min(hw) >= self.min_size]
@@ -359,7 +372,7 @@ class Dreamer:
         try:
             objective = objective or self.prepare(original)
             sizes = self.octave_sizes(*original.shape[-2:])
-            rng = torch.Generator().manual_seed(o.seed + 7919 * frame)
+            rng = torch.Generator().manual_seed((o.seed + 7919 * frame) % 2**64)
             own_task = task is None  # a frames run shares one bar across frames
             task = task or self.progress.task("dream", total=len(sizes) * o.steps)
             detail: torch.Tensor | None = None
@@ -411,7 +424,7 @@ class Dreamer:
         if o.frames < 1:
             raise ArtconvError("--frames: give the number of frames to write (>= 1)")
         folder = Path(folder)
-        paths = [folder / f"frame_{k:04d}.png" for k in range(1, o.frames + 1)]
+        paths = frame_paths(folder, o.frames)
         done = 0
         while done < len(paths) and paths[done].is_file():
             done += 1
@@ -438,7 +451,7 @@ class Dreamer:
                            inputs=inputs)
                 current = self._to_batch(out)
         if o.gif:
-            write_gif(paths, folder.with_suffix(".gif"))
+            write_gif(paths, gif_path(folder))
         return paths
 
     # -- helpers ----------------------------------------------------------------------------
@@ -455,6 +468,16 @@ class Dreamer:
             image = load_image(image)
         x = image if image.dim() == 4 else image.unsqueeze(0)
         return x.to(self.device, torch.float32)
+
+
+def frame_paths(folder: str | Path, frames: int) -> list[Path]:
+    """Where a zoom video's frames go: FOLDER/frame_0001.png, ..."""
+    return [Path(folder) / f"frame_{k:04d}.png" for k in range(1, frames + 1)]
+
+
+def gif_path(folder: str | Path) -> Path:
+    """Where `--gif` writes a zoom video's frames as one GIF: beside the folder."""
+    return Path(folder).with_suffix(".gif")
 
 
 # -- image operations ------------------------------------------------------------------------

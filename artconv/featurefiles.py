@@ -13,13 +13,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from artconv import outputs
 from artconv.errors import ArtconvError
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".pt", ".safetensors")
@@ -34,6 +35,20 @@ class Job:
     array: Path | None = None
     pca: Path | None = None
     heat: Path | None = None
+    # The option each output came from ("-o", "--out-dir", "--pca"), for messages.
+    flags: dict[str, str] = field(default_factory=dict)
+
+    def writes(self) -> list[tuple[str, Path]]:
+        """(option, path) of every file this job writes, recipe sidecars included."""
+        out = []
+        for what, path in (("array", self.array), ("pca", self.pca), ("heat", self.heat)):
+            if path is None:
+                continue
+            label = self.flags.get(what, "output")
+            out.append((label, path))
+            if path.suffix.lower() not in (".png", ".pt", ".safetensors"):
+                out.append((f"{label} (recipe)", outputs.sidecar(path)))
+        return out
 
 
 # -- outputs ------------------------------------------------------------------------------------
@@ -55,6 +70,9 @@ def plan_jobs(images: list[Path], opts: Any, output: str | None, out_dir: str | 
     for image in images:
         job = Job(image)
         fill = _filler(image)
+        job.flags = {"array": "--out-dir" if out_dir else "-o",
+                     "heat": "--out-dir" if out_dir else "-o",
+                     "pca": "--pca" if pca else "--out-dir"}
         if out_dir:
             job.array = Path(out_dir) / f"{image.stem}.{array_format.lstrip('.')}"
             job.heat = Path(out_dir) / f"{image.stem}.similar.png" if opts.similar_to else None
@@ -103,16 +121,28 @@ def _image_list() -> str:
     return ", ".join(_image_suffixes())
 
 
-def check_outputs(job: Job, opts: Any) -> None:
-    """Fail before any compute: an output that is the input, unwritable folders, bad
-    combinations, points off the image."""
-    from artconv.imageio import same_file
+def network_files(opts: Any) -> list[Path]:
+    """The files a run reads besides its images (a weights file, a backbone's .py): outputs
+    must not land on them either."""
+    files = []
+    if opts.weights and Path(opts.weights).is_file():
+        files.append(Path(opts.weights))
+    if opts.backbone:
+        files.append(Path(str(opts.backbone).rpartition(":")[0] or opts.backbone))
+    return files
 
-    for what, path in (("feature array", job.array), ("PCA picture", job.pca),
-                       ("heat map", job.heat)):
-        if path is not None and same_file(path, job.image):
-            raise ArtconvError(f"{path}: is the input image; writing the {what} there would "
-                               "overwrite it (choose another output name)")
+
+def check_write_paths(jobs: list[Job], opts: Any) -> None:
+    """Before any work: no file a run writes is one of its inputs (any image, the weights,
+    the backbone), no two writes name one file, and every folder can be written."""
+    outputs.check_write_paths([w for job in jobs for w in job.writes()],
+                              [job.image for job in jobs] + network_files(opts))
+
+
+def check_outputs(job: Job, opts: Any) -> None:
+    """Fail before any compute: an output that is an input or unwritable, bad
+    combinations, points off the image."""
+    check_write_paths([job], opts)
     if opts.upsample == "none":
         if job.pca or job.heat:
             raise ArtconvError("--pca / --similar-to need per-pixel features: use --upsample "
@@ -120,9 +150,6 @@ def check_outputs(job: Job, opts: Any) -> None:
         if job.array is not None and job.array.suffix == ".npy":
             raise ArtconvError(f"{job.array}: --upsample none gives one map per layer; write "
                                ".npz, .pt or .safetensors")
-    for path in (job.array, job.pca, job.heat):
-        if path is not None:
-            _check_writable(path)
     if opts.similar_to:
         from artconv.imageio import image_hw
 
@@ -131,17 +158,6 @@ def check_outputs(job: Job, opts: Any) -> None:
         if not (0 <= x < w and 0 <= y < h):
             raise ArtconvError(f"--similar-to {x},{y}: outside {job.image} ({w}x{h} px: "
                                f"x 0..{w - 1}, y 0..{h - 1})")
-
-
-def _check_writable(path: Path) -> None:
-    if path.is_dir():
-        raise ArtconvError(f"{path}: is a folder, not a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArtconvError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    if not os.access(path.parent, os.W_OK):
-        raise ArtconvError(f"{path}: cannot write (folder {path.parent} is not writable)")
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -237,8 +253,8 @@ class Runner:
     @contextlib.contextmanager
     def extracted(self, job: Job, image: torch.Tensor, plan: Any) -> Iterator[Any]:
         """Features for `job`, computed into RAM or a memory-mapped .npy; the array output is
-        written (or renamed into place) when the block exits cleanly."""
-        from artconv.imageio import atomic_path
+        written (or renamed into place) when the block exits cleanly, its recipe first."""
+        from artconv.imageio import atomic_output
 
         target = job.array or job.pca or job.heat
         if not self.memmapped(plan, job):
@@ -249,9 +265,8 @@ class Runner:
             return
         _check_disk(target, plan.nbytes)
         if job.array is not None:  # build the final .npy in place of its temp name
-            with atomic_path(job.array) as tmp:
+            with atomic_output(job.array, self.meta_bytes(job, plan)) as tmp:
                 yield self._memmap(tmp, image, plan)
-            self.write_meta(job.array, job, plan)
         else:  # only pictures wanted: a scratch file beside them, removed after
             scratch = target.with_name(f".{target.name}.features.npy.tmp")
             try:
@@ -304,11 +319,14 @@ class Runner:
         return out
 
     def write_array(self, feats: Any, job: Job, plan: Any) -> None:
-        from artconv.imageio import atomic_path
+        from artconv.imageio import atomic_output
 
         path = job.array
         meta = self.meta(job, plan)
-        with atomic_path(path) as tmp:
+        # numpy formats carry no metadata: the recipe goes in PATH.json, put in place
+        # before the array so that no array is ever on disk without it.
+        sidecar = self.meta_bytes(job, plan) if path.suffix in (".npy", ".npz") else None
+        with atomic_output(path, sidecar) as tmp:
             if path.suffix == ".npy":
                 with open(tmp, "wb") as fh:
                     np.save(fh, feats.numpy())
@@ -325,15 +343,10 @@ class Runner:
                 tensors = dict(feats) if isinstance(feats, dict) else {"features": feats}
                 save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
                           metadata={"artconv": json.dumps(meta)})
-        if path.suffix in (".npy", ".npz"):
-            self.write_meta(path, job, plan)
 
-    def write_meta(self, path: Path, job: Job, plan: Any) -> None:
-        """numpy formats carry no metadata: the recipe and channel map go in PATH.json."""
-        from artconv.imageio import atomic_write_bytes
-
-        atomic_write_bytes(path.with_name(path.name + ".json"),
-                           json.dumps(self.meta(job, plan), indent=1).encode())
+    def meta_bytes(self, job: Job, plan: Any) -> bytes:
+        """The recipe and channel map as a `.npy`/`.npz` sidecar holds them."""
+        return json.dumps(self.meta(job, plan), indent=1).encode()
 
     def meta(self, job: Job, plan: Any, **extra: Any) -> dict[str, Any]:
         from artconv.recipe import make_recipe
@@ -369,13 +382,21 @@ def available_ram() -> int | None:
         return None
 
 
+# Room left over besides the array itself: its header, the recipe, and a little for
+# whatever else the disk is doing.
+DISK_MARGIN = 1_000_000
+
+
 def _check_disk(path: Path, nbytes: int) -> None:
-    folder = path.parent if path.parent.exists() else Path(".")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folder will be made inside this one
     free = shutil.disk_usage(folder).free
-    if nbytes + 2**20 > free:  # + a header and the recipe
-        raise ArtconvError(f"{path}: needs {human(nbytes)} on disk but only {human(free)} is "
-                           f"free in {folder}; use --dtype float16, fewer --layers, a smaller "
-                           "--size or another folder")
+    if nbytes + DISK_MARGIN > free:
+        raise ArtconvError(f"{path}: needs {human(nbytes)} on disk plus {human(DISK_MARGIN)} "
+                           f"to spare, but only {human(free)} is free in {folder}; use "
+                           "--dtype float16, fewer --layers, a smaller --size or another "
+                           "folder")
 
 
 def human(n: float) -> str:

@@ -7,10 +7,13 @@ never leaves a half-written output and never clobbers an input.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
+import math
 import os
+import stat
 import tempfile
 import threading
 import warnings
@@ -23,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import ExifTags, Image, ImageCms, ImageOps, PngImagePlugin
+from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
+from artconv import outputs
 from artconv.errors import ArtconvError
 
 StrPath = str | os.PathLike[str]
@@ -38,11 +42,17 @@ DEFAULT_MAX_PIXELS: int = 100_000_000
 def max_pixels_limit() -> int:
     """The pixel limit in force: $ARTCONV_MAX_PIXELS, else DEFAULT_MAX_PIXELS."""
     value = os.environ.get("ARTCONV_MAX_PIXELS", "")
+    if not value:
+        return DEFAULT_MAX_PIXELS
     try:
-        return int(float(value)) if value else DEFAULT_MAX_PIXELS
+        number = float(value)
     except ValueError:
-        raise ArtconvError(f"ARTCONV_MAX_PIXELS={value!r}: expected a number of pixels"
-                           ) from None
+        number = math.nan
+    # inf would overflow int(); 0 or less, or nan, would silently refuse every image.
+    if not (math.isfinite(number) and number >= 1):
+        raise ArtconvError(f"ARTCONV_MAX_PIXELS={value!r}: expected a number of pixels of at "
+                           "least 1, such as 400e6")
+    return int(number)
 
 SAVE_FORMATS: dict[str, str] = {
     ".png": "PNG",
@@ -77,21 +87,29 @@ def load_image(
     Alpha is composited over white: transparent areas become white, like bare canvas under
     the paint, rather than whatever colour happens to be stored under alpha 0.
 
-    If ``size`` is given, the image is resized so its longest side is ``size``.
+    If ``size`` is given, the image is resized so its longest side is ``size``; a file or
+    PIL image much larger than that is first reduced in its own bit depth (JPEG while
+    decoding), so a huge image never exists as floats at full size.
     Files over ``max_pixels`` (default: `max_pixels_limit()`) are refused before their
     pixels are decoded.
     """
     if max_pixels is None:
         max_pixels = max_pixels_limit()
+    if size is not None and size < 1:
+        raise ArtconvError(f"size {size}: must be at least 1 pixel")
+    full = None  # (H, W) before any shrinking, upright: the output size is computed from it
     if isinstance(src, str | os.PathLike):
         with _open_image(src, max_pixels) as img:
+            stored = img.size
+            if size is not None:
+                _draft(img, size)
             _decode(img, src)
-            out = _pil_to_rgb(img, str(src))
+            out, full = _pil_to_rgb(img, str(src), size, stored)
     elif isinstance(src, Image.Image):
         name = getattr(src, "filename", "") or "image"
         _check_pixels(name, src.size, max_pixels)
         _decode(src, name)
-        out = _pil_to_rgb(src, name)
+        out, full = _pil_to_rgb(src, name, size)
     elif isinstance(src, np.ndarray):
         out = _channels_to_rgb(_array_to_chw(src), "array")
     elif isinstance(src, torch.Tensor):
@@ -99,7 +117,9 @@ def load_image(
     else:
         raise TypeError(f"load_image: cannot load a {type(src).__name__}")
     if size is not None:
-        out = resize_longest(out, size)
+        # From the full size, not the shrunk one: rounding must not depend on the shrinking,
+        # or image_hw-based plans (batches) would disagree with the loaded image by a pixel.
+        out = resize_to(out, fit_longest(full or out.shape[-2:], size))
     return out.contiguous()
 
 
@@ -114,6 +134,8 @@ def image_hw(path: StrPath) -> tuple[int, int]:
         # pixels; writers (PIL included) put it before them, where it is already in info.
         if img.format == "PNG" and "exif" not in img.info:
             orientation = 1
+        elif img.format == "TIFF":
+            orientation = 1  # PIL reports a TIFF upright already, and turns it on load
         else:
             orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
     # Orientations 5-8 are the ones that include a quarter turn.
@@ -126,6 +148,7 @@ def _open_image(path: StrPath, max_pixels: int | None) -> Iterator[Image.Image]:
     p = Path(path)
     if p.is_dir():
         raise ArtconvError(f"{p}: is a folder, not an image file")
+    check_regular_file(p)
     try:
         with _without_pil_pixel_limit():
             img = Image.open(p)
@@ -144,6 +167,21 @@ def _open_image(path: StrPath, max_pixels: int | None) -> Iterator[Image.Image]:
         if max_pixels is not None:
             _check_pixels(str(p), img.size, max_pixels)
         yield img
+
+
+def check_regular_file(path: StrPath) -> None:
+    """Refuse a path that exists but is no regular file (a named pipe, socket or device)
+    before anything opens it: reading a pipe that nobody writes to waits forever. A missing
+    path passes, so that callers keep their own "no such file" message."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    raise ArtconvError(f"{path}: is {kind}, not a regular file")
 
 
 @contextmanager
@@ -182,8 +220,37 @@ def _decode(img: Image.Image, name: StrPath) -> None:
         raise ArtconvError(_one_line(f"{name}: truncated or corrupt image ({e})")) from None
 
 
-def _pil_to_rgb(img: Image.Image, name: str) -> torch.Tensor:
-    img = ImageOps.exif_transpose(img)
+# EXIF orientation -> the transposition that makes the image upright (as ImageOps.exif_transpose).
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+_QUARTER_TURNS = frozenset({Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270,
+                            Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90})
+# Modes Image.reduce averages correctly as they are; straight alpha goes through its
+# premultiplied twin. Bands of about _BAND_PIXELS bound what a conversion copies.
+_REDUCIBLE = frozenset({"L", "RGB", "CMYK", "YCbCr", "I", "F"})
+_PREMULTIPLIED = {"LA": "La", "RGBA": "RGBa"}
+_BAND_PIXELS = 1 << 22
+
+
+def _pil_to_rgb(img: Image.Image, name: str, size: int | None = None,
+                stored: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+    """-> (RGB float tensor, upright (H, W) of the full image). With `size`, the tensor may
+    be a shrunk copy (see `_shrink`); `stored` is the file's (W, H) before a JPEG draft."""
+    # Read the orientation from the file's own image: a reduced copy has lost the format's
+    # own reader (PNG text-chunk EXIF). A TIFF is turned upright by PIL as it loads.
+    upright = _UPRIGHT.get(img.getexif().get(ExifTags.Base.Orientation, 1))
+    w, h = stored or img.size
+    full = (w, h) if upright in _QUARTER_TURNS else (h, w)
+    if size is not None:
+        img = _shrink(img, size)
+    if upright is not None:
+        img = img.transpose(upright)
+    return _pil_pixels(img, name), full
+
+
+def _pil_pixels(img: Image.Image, name: str) -> torch.Tensor:
     if img.mode in _HIGH_BIT_MODES:
         # No RGB mode in PIL holds 16 bits, so a grey profile can't be applied without going
         # through 8 bits; the grey tone curve is left as is.
@@ -200,6 +267,59 @@ def _pil_to_rgb(img: Image.Image, name: str) -> torch.Tensor:
     if img.mode != rgb_mode:
         img = img.convert(rgb_mode)
     return _channels_to_rgb(_array_to_chw(np.array(img)), name)
+
+
+def _draft(img: Image.Image, size: int) -> None:
+    """Let a JPEG decode at 1/2, 1/4 or 1/8 scale when that still leaves twice `size`
+    (a no-op for other formats); `_shrink` does the rest after decoding."""
+    w, h = img.size
+    scale = 2 * size / max(w, h)
+    if scale < 1:
+        img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
+
+
+def _shrink(img: Image.Image, size: int) -> Image.Image:
+    """Box-average by the largest whole factor that leaves at least twice `size` px on the
+    longest side, in the image's own bit depth. A 10000 px image asked for at 32 px then
+    never becomes a 1.2 GB float tensor, and the antialiased float resize that follows still
+    has twice the pixels it needs, so the result stays within a few /255 of resizing the
+    whole image. Modes that must be converted first (palettes, straight alpha) are converted
+    a band of rows at a time, so no full-size converted copy exists either."""
+    factor = max(img.size) // (2 * size)
+    mode = _reduce_mode(img)
+    if factor < 2 or mode is None:
+        return img
+    if mode == img.mode and mode in _REDUCIBLE:
+        return img.reduce(factor)
+    w, h = img.size
+    rows = factor * max(1, _BAND_PIXELS // (w * factor))  # bands start on the box grid
+    out = Image.new(mode, (-(-w // factor), -(-h // factor)))
+    for top in range(0, h, rows):
+        band = img.crop((0, top, w, min(h, top + rows)))
+        if band.mode != mode:
+            band = band.convert(mode)
+        if mode in _PREMULTIPLIED:
+            # Straight alpha would average the colour hidden under transparent pixels into
+            # the visible ones.
+            band = band.convert(_PREMULTIPLIED[mode]).reduce(factor).convert(mode)
+        else:
+            band = band.reduce(factor)
+        out.paste(band, (0, top // factor))
+    out.info = {k: v for k, v in img.info.items() if k != "transparency"}
+    return out
+
+
+def _reduce_mode(img: Image.Image) -> str | None:
+    """The mode `img` is averaged in, or None when it is left for the float resize."""
+    if img.mode == "1":
+        return "L"
+    if img.mode in _HIGH_BIT_MODES:
+        return "I" if img.mode.startswith("I;16") else img.mode  # "I" keeps all 16 bits
+    if img.mode in ("P", "PA") or "transparency" in img.info:
+        # Palette indices and transparent-colour keys mean nothing once averaged.
+        alpha = "LA" if img.mode == "L" else "RGBA"
+        return alpha if img.has_transparency_data else "RGB"
+    return img.mode if img.mode in _REDUCIBLE or img.mode in _PREMULTIPLIED else None
 
 
 def _to_srgb(img: Image.Image, name: str) -> Image.Image:
@@ -341,8 +461,12 @@ def save_image(
         raise ArtconvError(
             f"{path}: unsupported output format '{path.suffix}' (use .png, .jpg, .webp, .tif)"
         )
-    if any(same_file(path, Path(src)) for src in inputs):
-        raise ArtconvError(f"{path}: refusing to overwrite an input image (choose another -o)")
+    side = _sidecar(path)
+    for src in inputs:
+        if same_file(path, src) or (fmt != "PNG" and recipe is not None
+                                    and same_file(side, src)):
+            raise ArtconvError(f"{path}: refusing to overwrite an input image ({src}); "
+                               "choose another output path")
     if not overwrite and path.exists():
         raise ArtconvError(f"{path}: exists (use --overwrite)")
 
@@ -362,11 +486,41 @@ def save_image(
     elif fmt == "TIFF":
         options["compression"] = "tiff_deflate"
 
-    with atomic_path(path, suffix_hint=path.suffix) as tmp:
+    sidecar_bytes = recipe_json.encode() if recipe_json is not None and fmt != "PNG" else None
+    with atomic_output(path, sidecar_bytes, suffix_hint=path.suffix) as tmp:
         pil.save(tmp, format=fmt, **options)
-    if recipe_json is not None and fmt != "PNG":
-        atomic_write_bytes(_sidecar(path), recipe_json.encode())
     return path
+
+
+@contextmanager
+def atomic_output(path: StrPath, sidecar: bytes | None, suffix_hint: str = ""
+                  ) -> Iterator[Path]:
+    """:func:`atomic_path` for an output whose recipe goes in a sidecar (``PATH.json``).
+
+    The body writes the output to the yielded temporary; then the sidecar is put in place,
+    and only then the output. So whenever the process dies or the disk fills, the output
+    is on disk with its recipe or not at all (a recipe alone does no harm: a re-run redoes
+    an output whose file is missing). If the output still fails to land after its sidecar
+    did, the sidecar that was there before is put back (or the new one removed).
+    """
+    path = Path(path)
+    side = _sidecar(path)
+    placed, previous = False, None
+    try:
+        with atomic_path(path, suffix_hint=suffix_hint) as tmp:
+            yield tmp
+            if sidecar is not None:
+                previous = side.read_bytes() if side.is_file() else None
+                atomic_write_bytes(side, sidecar)
+                placed = True
+    except BaseException:
+        if placed:
+            with contextlib.suppress(OSError, ArtconvError):
+                if previous is None:
+                    side.unlink(missing_ok=True)
+                else:
+                    atomic_write_bytes(side, previous)
+        raise
 
 
 def atomic_write_bytes(path: StrPath, data: bytes) -> Path:
@@ -416,16 +570,9 @@ def _umask() -> int:
     return mask
 
 
-def same_file(a: Path, b: Path) -> bool:
-    """True when two paths name one file (hard links, symlinks, case-folding filesystems)."""
-    try:
-        return os.path.samefile(a, b)  # sees through hard links, symlinks, case-folding FSes
-    except OSError:  # one of them doesn't exist (yet)
-        return a.resolve() == b.resolve()
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
+# One definition of each, in artconv.outputs; these names stay for existing importers.
+same_file = outputs.same_file
+_sidecar = outputs.sidecar
 
 
 def read_recipe(path: StrPath) -> dict[str, Any]:
@@ -469,6 +616,9 @@ def list_images(pattern_or_paths: StrPath | Iterable[StrPath]) -> list[Path]:
             if not images:
                 raise ArtconvError(f"{p}: folder holds no image files")
         elif p.is_file():
+            images = [p]
+        elif p.exists():
+            check_regular_file(p)  # a pipe or device given by name: say so
             images = [p]
         elif any(c in os.fspath(item) for c in "*?["):
             matches = glob.glob(os.fspath(item), recursive=True)

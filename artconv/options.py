@@ -9,6 +9,7 @@ so an option is added in exactly one place.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -18,13 +19,20 @@ from artconv.errors import ArtconvError
 
 T = TypeVar("T", bound="Options")
 
+# torch.Generator.manual_seed takes any 64-bit value; one bit of headroom lets engines derive
+# further seeds (seed + k) without overflowing.
+MAX_SEED = 2**63 - 1
+# Whole numbers beyond int64 overflow the moment torch sees them, whatever the option.
+INT64 = (-(2**63), 2**63 - 1)
+
 
 def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
         short: str | None = None, cli: bool = True, gt: float | None = None) -> Any:
     """A dataclass field with its help text and allowed range.
 
     `min`/`max` are inclusive, `gt` exclusive; `cli=False` keeps a field out of the CLI
-    (API-only values such as callables).
+    (API-only values such as callables). Every number must also be finite (no nan or inf)
+    and every whole number fit in 64 bits, range or not.
     """
     meta = {"help": help, "min": min, "max": max, "gt": gt, "short": short, "cli": cli}
     if isinstance(default, (list, dict, set)):
@@ -109,7 +117,8 @@ class CoreOptions(Options):
     precision: Literal["auto", "fp32", "bf16"] = opt(
         "auto", "Compute precision: bf16 autocast (losses in fp32) or fp32; auto picks "
         "bf16 where the device runs it fast.")
-    seed: int = opt(0, "Random seed (noise init, jitter, random weights).", min=0)
+    seed: int = opt(0, "Random seed (noise init, jitter, random weights).", min=0,
+                    max=MAX_SEED)
 
     def check(self) -> None:
         super().check()
@@ -122,6 +131,13 @@ def _check_range(f: dataclasses.Field, v: Any) -> None:
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return
     lo, hi, gt = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("gt")
+    # nan passes every comparison below, and inf options only fail after the work, as a
+    # loss that "became nan"; so they are refused here, for every engine and source.
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ArtconvError(f"{flag(f.name)} {v}: must be a finite number")
+    if isinstance(v, int):
+        lo = INT64[0] if lo is None else lo
+        hi = INT64[1] if hi is None else hi
     if lo is not None and v < lo:
         raise ArtconvError(f"{flag(f.name)} {v}: must be at least {lo}")
     if hi is not None and v > hi:

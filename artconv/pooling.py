@@ -179,15 +179,21 @@ def _copy_conv(conv: nn.Conv2d, *, stride: int, dilation_factor: int = 1) -> nn.
 
 @torch.no_grad()
 def calibrate_avg_scales(max_net: nn.Sequential, avg_net: nn.Sequential,
-                         normalize: nn.Module, size: int = 224) -> dict[str, float]:
+                         normalize: nn.Module, size: int = 224, *, layers: int | None = None
+                         ) -> dict[str, float]:
     """Set each ScaledAvgPool2d's scale to rms(maxpool(x)) / rms(avgpool(x)) on the input x
     that reaches it in the avg network, fed 1/f ("pink") noise, the spectrum of natural
     images. Done in order, so each factor sees the already-rescaled layers above. RMS, not
-    the mean: after a leaky ReLU (own backbones) the mean can be ~0 or negative."""
+    the mean: after a leaky ReLU (own backbones) the mean can be ~0 or negative. Only the
+    first `layers` layers run (those that map NCHW maps to NCHW maps), and none after the
+    last pool."""
+    children = list(zip(avg_net.named_children(), max_net.named_children(), strict=True))
+    children = children[:layers]
+    last_pool = max((k for k, ((_, m), _) in enumerate(children)
+                     if isinstance(m, ScaledAvgPool2d)), default=-1)
     x = normalize(pink_noise(size))
     scales: dict[str, float] = {}
-    for (name, module), (_, original) in zip(avg_net.named_children(),
-                                             max_net.named_children(), strict=True):
+    for (name, module), (_, original) in children[:last_pool + 1]:
         if isinstance(module, ScaledAvgPool2d):
             module.scale = 1.0
             ratio = _rms(original(x)) / _rms(module(x)).clamp_min(1e-12)

@@ -14,9 +14,14 @@ Explicit options given by the user override the preset's.
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import os
+import re
 import tomllib
 import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,11 +81,11 @@ def is_preset_name(item: object) -> bool:
 def find_preset(name: str) -> Preset:
     if name.endswith(".toml") or os.sep in name:
         path = Path(name)
-        if not path.is_file():
+        if not path.exists():
             raise ArtconvError(f"{name}: no such preset file")
         return read_preset(path)
     for d in preset_dirs():
-        if (d / f"{name}.toml").is_file():
+        if (d / f"{name}.toml").exists():
             return read_preset(d / f"{name}.toml")
     # names from the file names only: one malformed preset must not hide the others
     known = ", ".join(sorted({f.stem for d in preset_dirs() for f in d.glob("*.toml")})) \
@@ -89,32 +94,78 @@ def find_preset(name: str) -> Preset:
 
 
 def read_preset(path: Path) -> Preset:
+    from artconv.imageio import check_regular_file
+
+    if path.is_dir():
+        raise ArtconvError(f"{path}: is a folder, not a preset file")
+    check_regular_file(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise ArtconvError(f"{path}: cannot read preset ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ArtconvError(f"{path}: malformed TOML ({exc})") from None
     bad = sorted(set(data) - _TOP_KEYS)
     if bad:
-        raise ArtconvError(f"{path}: unknown key {bad[0]!r} (allowed: "
-                           f"{', '.join(sorted(_TOP_KEYS))}; options go under [options])")
+        raise ArtconvError(f"{path}: unknown key {bad[0]!r}{_at(text, None, bad[0])} "
+                           f"(allowed: {', '.join(sorted(_TOP_KEYS))}; options go under "
+                           "[options])")
     engine = data.get("engine")
     if engine not in ENGINES:
-        raise ArtconvError(f"{path}: 'engine' must be one of {', '.join(ENGINES)}, "
-                           f"got {engine!r}")
+        raise ArtconvError(f"{path}: 'engine'{_at(text, None, 'engine')} must be one of "
+                           f"{', '.join(ENGINES)}, got {engine!r}")
     options = data.get("options", {})
     images = data.get("images", [])
     if not isinstance(options, dict):
-        raise ArtconvError(f"{path}: [options] must be a table")
+        raise ArtconvError(f"{path}: [options]{_at(text, None, 'options')} must be a table")
     if isinstance(images, str):
         images = [images]
     if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-        raise ArtconvError(f"{path}: 'images' must be a list of paths or URLs")
+        raise ArtconvError(f"{path}: 'images'{_at(text, None, 'images')} must be a list of "
+                           "paths or URLs")
     preset = Preset(path.stem, path, engine, str(data.get("description", "")),
                     dict(options), tuple(images))
-    options_class(engine).from_dict(preset.options, source=str(path))  # bad keys fail now
+    cls = options_class(engine)
+    try:
+        cls.from_dict(preset.options, source=str(path))  # bad keys and values fail now
+    except ArtconvError as exc:
+        raise ArtconvError(_locate(path, text, cls, preset.options, str(exc))) from None
     return preset
+
+
+def _locate(path: Path, text: str, cls: type, options: dict[str, Any], message: str) -> str:
+    """`message` about a preset's options, saying which key (and line) it is about: the key
+    alone fails with the same message. Cross-field complaints name the file only."""
+    culprit = None
+    for key, value in options.items():
+        try:
+            cls.from_dict({key: value}, source=str(path))
+        except ArtconvError as exc:
+            if str(exc) == message:
+                culprit = key
+                break
+    if culprit is None:
+        return message if message.startswith(f"{path}:") else f"{path}: {message}"
+    where = _at(text, "options", culprit)
+    if message.startswith(f"{path}:") and repr(culprit) in message:  # e.g. unknown option
+        return message.replace(repr(culprit), repr(culprit) + where, 1)
+    return f"{path}: [options] {culprit}{where}: {message}"
+
+
+def _at(text: str, table: str | None, key: str) -> str:
+    """' (line N)' where `key` is set in `[table]` (None: the top level), or '' when the
+    TOML spells it in a way this simple scan doesn't follow (dotted keys, inline tables)."""
+    current = None
+    pattern = re.compile(r"\s*(?:" + re.escape(key) + r"|\"" + re.escape(key) + r"\"|'"
+                         + re.escape(key) + r"')\s*=")
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$", line)
+        if header:
+            current = header.group(1).strip("\"'")
+        elif current == table and pattern.match(line):
+            return f" (line {number})"
+    return ""
 
 
 def options_for(cls: type, preset: str | Preset | None, overrides: dict[str, Any]) -> Any:
@@ -135,21 +186,55 @@ def resolve_image_ref(ref: str, base: Path) -> Path:
 
 
 def download_image(url: str) -> Path:
-    """A URL'd image, cached under ~/.cache/artconv/images (XDG_CACHE_HOME respected)."""
-    import torch
+    """A URL'd image, cached under ~/.cache/artconv/images (XDG_CACHE_HOME respected).
+
+    The cache file is named by a hash of the whole URL plus the URL's file name, so two
+    URLs ending in the same name never share a file. A download whose size differs from
+    the server's Content-Length is refused, and only a complete one enters the cache."""
+    from artconv.imageio import atomic_path
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "artconv" / "images"
-    dst = cache / Path(url.split("?")[0]).name
-    if dst.exists():
+    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name or "image"
+    dst = cache / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}"
+    if dst.is_file():
         return dst
-    cache.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(url, str(dst), progress=True)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise ArtconvError(f"{url}: could not download ({getattr(exc, 'reason', exc)}); "
-                           f"fetch it elsewhere and copy it to {dst}, or give a local path"
-                           ) from None
+    with atomic_path(dst) as tmp:
+        _fetch(url, tmp, dst)
     return dst
+
+
+def _fetch(url: str, tmp: Path, dst: Path) -> None:
+    from artconv.progress import Progress
+
+    def failed(exc: BaseException) -> ArtconvError:
+        return ArtconvError(f"{url}: could not download ({getattr(exc, 'reason', exc)}); "
+                            f"fetch it elsewhere and copy it to {dst}, or give a local path")
+
+    network = (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException,
+               ValueError)
+    try:
+        response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - http(s) only
+    except network as exc:
+        raise failed(exc) from None
+    with response, open(tmp, "wb") as fh, Progress() as progress:
+        length = response.headers.get("Content-Length", "")
+        expected = int(length) if length.strip().isdigit() else None
+        task = progress.task(f"downloading {dst.name.split('-', 1)[1]}", total=expected)
+        got = 0
+        while True:
+            try:
+                chunk = response.read(1 << 16)
+            except network as exc:
+                raise failed(exc) from None
+            if not chunk:
+                break
+            fh.write(chunk)  # a full disk here is the cache's problem: "cannot write"
+            got += len(chunk)
+            task.update(len(chunk))
+        task.done()
+    if expected is not None and got != expected:
+        raise ArtconvError(f"{url}: download incomplete ({got} of {expected} bytes); "
+                           "try again")
 
 
 def options_class(engine: str) -> type:

@@ -73,6 +73,9 @@ def _must_exist(p: Path) -> None:
         raise ArtconvError(f"{p}: is a folder, not a file")
     if not p.exists():
         raise ArtconvError(f"{p}: no such file")
+    from artconv.imageio import check_regular_file
+
+    check_regular_file(p)
 
 
 def _read_text(p: Path) -> str:

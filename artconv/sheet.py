@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from artconv.errors import ArtconvError
 from artconv.imageio import load_image, save_image, to_pil
+from artconv.outputs import check_write_paths
 
 BACKGROUND = (24, 24, 24)
 EMPTY = (60, 60, 60)
@@ -21,6 +22,9 @@ def contact_sheet(rows: Sequence[str], columns: Sequence[str | None],
     row); `cells[(r, c)]` is the output for that pair, or None for a failed/missing one
     (drawn as a crossed grey box). A None column has no header image (a dream batch's one
     column of results)."""
+    check_write_paths([("--sheet", path)],
+                      [*rows, *(c for c in columns if c is not None),
+                       *(p for p in cells.values() if p is not None)])
     width = (len(columns) + 1) * (thumb + gap) + gap
     height = (len(rows) + 1) * (thumb + gap) + gap
     sheet = Image.new("RGB", (width, height), BACKGROUND)
@@ -46,4 +50,4 @@ def contact_sheet(rows: Sequence[str], columns: Sequence[str | None],
         place(row, r + 1, 0)
         for c in range(len(columns)):
             place(cells.get((r, c)), r + 1, c + 1)
-    return save_image(sheet, path, inputs=[*rows, *(c for c in columns if c is not None)])
+    return save_image(sheet, path)

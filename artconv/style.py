@@ -401,6 +401,31 @@ class StyleTransfer:
         """(height, width) at each scale for a content image of size `hw`."""
         return [fit_longest(hw, longest) for longest in self.options.ladder()]
 
+    def check_sizes(self, content_hw: Sequence[int], style_hws: Sequence[Sequence[int]] = (),
+                    *, content_name: str = "content image",
+                    style_names: Sequence[str] = ()) -> None:
+        """Refuse, before any work, a content or style image that would be too small for
+        the network at the first (smallest) scale, naming the image and the option that
+        set its size."""
+        opts = self.options
+        ladder = opts.ladder()
+        if opts.scales:
+            where = f" at --scales {opts.scales[0]}"
+        elif len(ladder) > 1:
+            where = f" at --min-scale {opts.min_scale} (first scale {ladder[0]} px)"
+        else:
+            where = f" at --size {ladder[0]}"
+        hw = fit_longest(tuple(content_hw), ladder[0])
+        self.fx.check_size(hw, [*opts.content_layers, *opts.style_layers], what=content_name,
+                           where=where)
+        longest = max(1, round(ladder[0] * opts.style_scale))
+        style_where = (f" at --style-scale {opts.style_scale:g} of {ladder[0]} px"
+                       if opts.style_scale != 1 else where)
+        for k, style_hw in enumerate(style_hws):
+            name = style_names[k] if k < len(style_names) else f"style image {k + 1}"
+            self.fx.check_size(fit_longest(tuple(style_hw), longest), opts.style_layers,
+                               what=name, where=style_where)
+
     def run(self, content: torch.Tensor | ImageSource,
             styles: Sequence[torch.Tensor] | None = None, *,
             targets: StyleTargets | Mapping[int, StyleTargets] | None = None,
@@ -417,6 +442,7 @@ class StyleTransfer:
         if not isinstance(content, torch.Tensor):
             content = load_image(content)
         content = _batch(content).to(self.device, torch.float32)
+        self.check_sizes(content.shape[-2:], [s.shape[-2:] for s in styles or ()])
         lum = opts.preserve_colors == "luminance"
         sizes = self.scale_sizes(tuple(content.shape[-2:]))
         ladder = opts.ladder()
@@ -505,7 +531,10 @@ class StyleTransfer:
         steps = opts.iterations_at(index)
         # One leaf per image: L-BFGS then keeps a history per image (a joint history would
         # couple the images), and Adam's per-element update is unchanged by the split.
-        params = [x[i:i + 1].detach().clone().requires_grad_(True) for i in range(x.shape[0])]
+        # Contiguous: clone() keeps odd strides (a 1x1 image's (3,1,1) tensor passes for
+        # channels_last, and interpolation keeps that), and L-BFGS views each grad flat.
+        params = [x[i:i + 1].detach().clone(memory_format=torch.contiguous_format)
+                  .requires_grad_(True) for i in range(x.shape[0])]
         adam = opts.optimizer == "adam"
         if adam:
             optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(

@@ -45,23 +45,36 @@ class Tile:
         return ext_values[..., t - et:b - et, left - el:r - el]
 
 
-def tile_grid(height: int, width: int, tile: int, margin: int = 0, align: int = 1
-              ) -> list[Tile]:
+def tile_grid(height: int, width: int, tile: int, margin: int = 0, align: int = 1,
+              min_side: int = 1) -> list[Tile]:
     """Tiles covering a height x width image with cores of at most ~`tile` px (0: one tile).
 
     Core edges and margins are multiples of `align` (the deepest layer's stride), so each
     tile sees the pooling grid exactly where the whole image does. Cores are balanced so no
-    sliver tile is left at the end."""
+    sliver tile is left at the end. Each extended tile spans at least `min_side` px (the
+    network's smallest input) where the image does: a last sliver core with a small margin
+    gets more context inward instead of being too small to run."""
     if tile <= 0 or (height <= tile and width <= tile):
         return [Tile((0, height, 0, width), (0, height, 0, width))]
     margin = math.ceil(margin / align) * align
     tiles = []
     for top, bottom in _spans(height, tile, align):
         for left, right in _spans(width, tile, align):
-            ext = (max(0, top - margin), min(height, bottom + margin),
-                   max(0, left - margin), min(width, right + margin))
+            ext = (*_widen(max(0, top - margin), min(height, bottom + margin), height,
+                           min_side, align),
+                   *_widen(max(0, left - margin), min(width, right + margin), width,
+                           min_side, align))
             tiles.append(Tile((top, bottom, left, right), ext))
     return tiles
+
+
+def _widen(lo: int, hi: int, n: int, least: int, align: int) -> tuple[int, int]:
+    if hi - lo >= least:
+        return lo, hi
+    if n <= least:
+        return 0, n
+    start = max(0, (hi - least) // align * align)  # on the stride grid, like every edge
+    return start, max(hi, min(n, start + least))
 
 
 def _spans(n: int, tile: int, align: int) -> list[tuple[int, int]]:

@@ -5,7 +5,7 @@ file, or a seeded random init. Every file, downloaded or named, goes through
 from __future__ import annotations
 
 import hashlib
-import pickle
+import re
 import urllib.error
 import warnings
 from dataclasses import dataclass
@@ -95,6 +95,9 @@ def resolve(arch: str, weights: str, preprocess: str = "auto") -> LoadedWeights:
     path = Path(weights).expanduser()
     if not path.exists():
         raise ArtconvError(f"{weights}: no such weights file (or use imagenet, caffe, random)")
+    from artconv.imageio import check_regular_file
+
+    check_regular_file(path)  # before anything opens it: a named pipe blocks every reader
     kind = preprocess if preprocess != "auto" else _guess_preprocess(path)
     return LoadedWeights(read_state_dict(path), Normalization.named(kind),
                          f"file:{path.name}:sha256:{file_digest(path)[:12]}:{kind}")
@@ -125,6 +128,9 @@ def fetch(url: str, *, what: str) -> Path:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A flat {key: tensor} from .safetensors or a .pth/.pt state dict, never running code."""
     path = Path(path)
+    from artconv.imageio import check_regular_file
+
+    check_regular_file(path)  # a named pipe would block torch.load forever
     try:
         if path.suffix == ".safetensors":
             from safetensors import SafetensorError
@@ -134,28 +140,112 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 return load_file(str(path))
             except SafetensorError as exc:
                 raise ArtconvError(f"{path}: not a valid safetensors file ({exc})") from None
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch's first line is the same boilerplate for every failure; the useful part
-        # (e.g. "Unsupported global: GLOBAL builtins.print") follows this marker.
-        text = str(exc)
-        detail = text.partition("WeightsUnpickler error:")[2].strip() or text.strip()
-        detail = detail.splitlines()[0] if detail else type(exc).__name__
-        raise ArtconvError(f"{path}: refused: the file holds more than tensors and loading it "
-                           f"could run code ({detail.split(' was not')[0]})") from None
+        with warnings.catch_warnings():
+            # "Detected pickle protocol 4": torch's advice to file an issue, not the user's
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except ArtconvError:
+        raise
     except IsADirectoryError:
         raise ArtconvError(f"{path}: is a folder, not a weights file") from None
     except OSError as exc:
         raise ArtconvError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise ArtconvError(f"{path}: not a readable weights file "
-                           f"({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    except Exception as exc:  # noqa: BLE001 - a garbled pickle raises almost anything
+        raise _load_error(path, exc) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ArtconvError(f"{path}: expected a state dict of tensors")
     return data
+
+
+# What torch's weights-only unpickler says when a real pickle asks for something beyond
+# tensors; every other failure means the bytes are not a torch file at all.
+_CODE_MARKERS = ("Unsupported global", "unsupported GLOBAL", "unrecognized function",
+                 "Can only create new object", "Can only build")
+# Pickle opcodes that import or call something: harmless data never needs them.
+_CALL_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+_SCAN_BYTES = 1 << 24  # a pickle's calls come before its bulk data
+
+
+def _load_error(path: Path, exc: BaseException) -> ArtconvError:
+    """Tell a pickle that would run code (refused) from a file that is no torch file."""
+    text = str(exc)
+    calls = _pickle_calls(_pickle_bytes(path))
+    if not calls and any(marker in text for marker in _CODE_MARKERS):
+        named = re.search(r"GLOBAL ([\w.]+)", text)  # a later pickle of a legacy file
+        calls = [named.group(1) if named else "a global"]
+    if calls:
+        return ArtconvError(f"{path}: refused: it would run code when loaded ({calls[0]}); a "
+                            "weights file holds only tensors")
+    # torch's first line is the same boilerplate for every failure; the useful part
+    # (e.g. "Unsupported operand 149") follows this marker.
+    detail = (text.partition("WeightsUnpickler error:")[2] or text).strip()
+    detail = detail.splitlines()[0] if detail else type(exc).__name__
+    what = (f"a pickle, but not of torch tensors: {detail}" if calls is not None
+            else _looks_like(path) or detail)
+    return ArtconvError(f"{path}: not a torch or safetensors weights file ({what})")
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The start of the pickle torch reads: data.pkl inside a zip file, else the file."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                if name is None:
+                    return b""
+                with archive.open(name) as fh:
+                    return fh.read(_SCAN_BYTES)
+        with open(path, "rb") as fh:
+            return fh.read(_SCAN_BYTES)
+    except (OSError, zipfile.BadZipFile, RuntimeError):
+        return b""
+
+
+def _pickle_calls(data: bytes) -> list[str] | None:
+    """What a well-formed pickle would import or call (names, best effort), or None when
+    `data` does not start with one. Only parses; nothing is unpickled."""
+    import pickletools
+
+    calls: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name in ("GLOBAL", "INST"):
+                calls.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL":
+                calls.append(".".join(strings[-2:]) if len(strings) >= 2 else "a global")
+            elif op.name in _CALL_OPS and not calls:
+                calls.append(f"opcode {op.name}")
+    except Exception:  # noqa: BLE001 - not a pickle (text, an image, random bytes)
+        return None
+    return calls
+
+
+def _looks_like(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return ""
+    if not head:
+        return "the file is empty"
+    kinds = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+             b"PK\x03\x04": "a zip archive without torch's data.pkl", b"%PDF": "a PDF"}
+    for magic, kind in kinds.items():
+        if head.startswith(magic):
+            return f"it is {kind}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "neither a zip archive nor a pickle"
+    return "it is JSON" if text.lstrip()[:1] in ("{", "[") else "it is text"
 
 
 def load_into(features: nn.Sequential, arch: str, state: dict[str, torch.Tensor],

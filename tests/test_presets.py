@@ -1,15 +1,20 @@
-"""Presets: listing, lookup order, malformed files, images by URL (cached once, clear offline)."""
+"""Presets: listing, lookup order, malformed files (file, key and line named), images by
+URL (cached once per URL, size checked, clear offline)."""
 
 from __future__ import annotations
 
-import shutil
-import urllib.error
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
-import torch
 
 from artconv.errors import ArtconvError
-from artconv.presets import find_preset, list_presets, options_for
+from artconv.presets import download_image, find_preset, list_presets, options_for, read_preset
 from artconv.style import StyleOptions
 from tests.conftest import make_image
 
@@ -42,34 +47,132 @@ def test_malformed_preset_names_file_and_key(tmp_path, monkeypatch):
         find_preset("nope")
 
 
-def test_preset_image_url_downloads_once_then_uses_the_cache(tmp_path, monkeypatch):
-    source = make_image(tmp_path / "src.jpg")
-    calls = []
+# -- 12. images by URL: cached per URL, size checked --------------------------------------------
+PRESET = """description = "x"
+engine = "style"
 
-    def fake_download(url, dst, progress=True):
-        calls.append(url)
-        shutil.copy(source, dst)
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    monkeypatch.setenv("ARTCONV_STYLES", str(tmp_path))
-    (tmp_path / "web.toml").write_text('engine = "style"\ndescription = "x"\n'
-                                       'images = ["https://example.org/art/starry.jpg"]\n')
-    first = find_preset("web").image_paths()
-    second = find_preset("web").image_paths()
-    assert first == second and first[0].name == "starry.jpg" and first[0].is_file()
-    assert calls == ["https://example.org/art/starry.jpg"]
+[options]
+pooling = "avg"
+{line}
+"""
 
 
-def test_preset_image_url_offline_is_one_clear_line(tmp_path, monkeypatch):
-    def offline(url, dst, progress=True):
-        raise urllib.error.URLError("Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    monkeypatch.setenv("ARTCONV_STYLES", str(tmp_path))
-    (tmp_path / "web.toml").write_text('engine = "style"\ndescription = "x"\n'
-                                       'images = ["https://example.org/art/wave.jpg"]\n')
+@pytest.mark.parametrize("line, fragments", [
+    ('iterations = "many"', ["[options] iterations (line 6): --iterations 'many'",
+                             "whole number"]),
+    ("style_weight = -1", ["[options] style_weight (line 6): --style-weight -1",
+                           "at least"]),
+    ('optimizer = "sgd"', ["[options] optimizer (line 6): --optimizer 'sgd'"]),
+    ("stlye_weight = 1", ["unknown option 'stlye_weight' (line 6) for StyleOptions"]),
+])
+def test_a_bad_preset_value_names_the_file_the_key_and_the_line(tmp_path, line, fragments):
+    path = tmp_path / "mine.toml"
+    path.write_text(PRESET.format(line=line))
     with pytest.raises(ArtconvError) as err:
-        find_preset("web").image_paths()
+        read_preset(path)
     message = str(err.value)
-    assert "https://example.org/art/wave.jpg: could not download" in message
-    assert "wave.jpg" in message.split("copy it to")[1] and "\n" not in message
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_top_level_preset_errors_give_the_line(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('description = "x"\n\nengine = "paint"\n')
+    with pytest.raises(ArtconvError, match=r"mine.toml: 'engine' \(line 3\) must be one of"):
+        read_preset(path)
+
+
+def test_a_key_spelt_where_no_line_is_known_is_still_named(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('engine = "style"\noptions = { pooling = "avg", iterations = "x" }\n')
+    with pytest.raises(ArtconvError, match=r"mine.toml: \[options\] iterations: --iterations"):
+        read_preset(path)
+
+
+@pytest.fixture
+def server(monkeypatch) -> Iterator[tuple[str, dict[str, tuple[bytes, int | None]]]]:
+    """A local HTTP server: routes maps a path to (body, declared Content-Length)."""
+    routes: dict[str, tuple[bytes, int | None]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            if self.path not in routes:
+                self.send_error(404)
+                return
+            body, length = routes[self.path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    no_proxy(monkeypatch)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", routes
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def no_proxy(monkeypatch) -> None:
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+
+
+def png_bytes(tmp_path: Path, seed: int) -> bytes:
+    return make_image(tmp_path / f"src{seed}.png", seed=seed).read_bytes()
+
+
+def test_two_urls_ending_in_one_name_get_two_cache_files(tmp_path, monkeypatch, server):
+    base, routes = server
+    routes["/a/starry.png"] = (png_bytes(tmp_path, 1), None)
+    routes["/b/starry.png"] = (png_bytes(tmp_path, 2), None)
+    monkeypatch.setenv("ARTCONV_STYLES", str(tmp_path))
+    (tmp_path / "two.toml").write_text(
+        f'engine = "style"\ndescription = "x"\n'
+        f'images = ["{base}/a/starry.png", "{base}/b/starry.png"]\n')
+    first, second = find_preset("two").image_paths()
+    assert first != second and first.name.endswith("starry.png")
+    assert first.read_bytes() == routes["/a/starry.png"][0]
+    assert second.read_bytes() == routes["/b/starry.png"][0]
+    key = hashlib.sha256(f"{base}/a/starry.png".encode()).hexdigest()[:16]
+    assert first.name == f"{key}-starry.png"
+    routes.clear()  # cached: the server is not asked again
+    assert find_preset("two").image_paths() == [first, second]
+
+
+def test_a_download_shorter_than_its_content_length_is_refused(tmp_path, server):
+    base, routes = server
+    routes["/cut/wave.png"] = (b"only ten b", 1000)
+    with pytest.raises(ArtconvError, match=r"wave.png: download incomplete \(10 of 1000"):
+        download_image(f"{base}/cut/wave.png")
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "artconv" / "images"
+    assert list(cache.iterdir()) == []  # nothing half-downloaded enters the cache
+
+
+def test_a_missing_url_is_one_clear_line(tmp_path, server):
+    base, _ = server
+    with pytest.raises(ArtconvError) as err:
+        download_image(f"{base}/nope/x.png")
+    message = str(err.value)
+    assert message.startswith(f"{base}/nope/x.png: could not download (Not Found)")
+    assert "x.png" in message.split("copy it to")[1] and "\n" not in message
+
+
+def test_a_port_nobody_listens_on_is_one_clear_line(monkeypatch):
+    no_proxy(monkeypatch)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/art/wave.jpg"
+    with pytest.raises(ArtconvError) as err:
+        download_image(url)
+    assert str(err.value).startswith(f"{url}: could not download (")
+    assert "\n" not in str(err.value)

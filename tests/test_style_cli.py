@@ -141,7 +141,7 @@ def test_unknown_and_malformed_presets(files, tmp_path, capsys):
 def test_refuses_to_overwrite_an_input(files, capsys):
     code, _, err = run_cli(["style", str(files["content"]), str(files["style"]),
                             *net_args(files), "-o", str(files["style"])], capsys)
-    _assert_one_line_error(code, err, "refusing to overwrite an input")
+    _assert_one_line_error(code, err, "--output", "is an input file; refusing to overwrite")
 
 
 def test_preset_values_and_explicit_flags(files, tmp_path, capsys):

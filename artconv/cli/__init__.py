@@ -50,6 +50,10 @@ def _run(argv: list[str] | None) -> None:
         raise KeyboardInterrupt from None
     except Exception as exc:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click usage errors
+            if type(exc).__name__ == "NoArgsIsHelpError" or not exc.format_message().strip():
+                # `artconv` (or a group) with no command: the help is already shown and
+                # is the whole answer; an "error:" line after it would be empty.
+                sys.exit(exc.exit_code)
             if state.debug:
                 raise
             hint = ""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
 from artconv.cli.common import Ui, command, console, option_parameters, split_options, ui_parameters
+from artconv.errors import ArtconvError
 
 ENGINE_HELP = {
     "style": "Every input x every style (or all styles blended with --blend-styles).",
@@ -32,7 +34,7 @@ def _batch_command(engine: str):
         options = _engine_options(engine, preset, split_options(_cls(engine), kwargs))
         jobs = batch.plan(engine, inputs, styles=styles, out_dir=bopts.out_dir,
                           template=bopts.template, blend=blend)
-        _execute(jobs, {engine: options}, bopts, ui)
+        _execute(jobs, {engine: options}, bopts, ui, inputs=_preset_files(preset))
 
     params = [inspect.Parameter("inputs", inspect.Parameter.KEYWORD_ONLY,
                                 annotation=list[str],
@@ -69,8 +71,6 @@ def _engine_options(engine: str, preset: str | None, given: dict[str, Any]) -> A
     if preset is not None:
         found = find_preset(preset)
         if found.engine != engine:
-            from artconv.errors import ArtconvError
-
             raise ArtconvError(f"{found.path}: preset {found.name!r} is for {found.engine}, "
                                f"not {engine}")
         preset = found
@@ -105,15 +105,32 @@ def run_manifest(
                                max_retries=max_retries).validated()
     engines = {j.engine for j in jobs}
     options = {e: _engine_options(e, preset, {}) if preset else _cls(e)() for e in engines}
-    _execute(jobs, options, bopts, Ui(quiet=quiet, json=json_out))
+    for job in jobs:  # a line's values on top of --preset: wrong ones name the line now
+        try:
+            options[job.engine].replace(**job.options)
+        except ArtconvError as exc:
+            raise batch.option_error(job.where, exc) from None
+    _execute(jobs, options, bopts, Ui(quiet=quiet, json=json_out),
+             inputs=[manifest, *_preset_files(preset)])
 
 
-def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui) -> None:
+def _preset_files(preset: str | None) -> list[Any]:
+    from artconv.presets import find_preset
+
+    return [find_preset(preset).path] if preset else []
+
+
+def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui,
+             inputs: Sequence[Any] = ()) -> None:
     from artconv import batch
     from artconv.progress import Progress
 
     if bopts.sheet:
         batch.check_sheet(jobs, bopts.sheet)
+    inputs = [*inputs, *batch.input_files(jobs, options.values())]
+    batch.check_collisions(jobs, inputs)
+    batch.check_extra_writes(jobs, [("--report", bopts.report), ("--sheet", bopts.sheet)],
+                             inputs)
     runner = None
     if bopts.engine == "ray":
         from artconv.batch_ray import RayRunner

@@ -9,8 +9,9 @@ import inspect
 import json
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -133,3 +134,25 @@ def split_options(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
+
+
+def planned_writes(label: str, output: Path, extra: Iterable[tuple[str, Path]] = ()
+                   ) -> list[tuple[str, Path]]:
+    """What writing `output` (plus `extra` images such as intermediates) puts on disk, for
+    `check_write_paths`: each image and, unless it is a PNG, its recipe sidecar.
+
+    Of the `extra` ones only the first and those already on disk are listed: their names
+    differ from each other and from `output` by construction, so only an existing file (an
+    input, a link to one, a folder) can be in the way, and thousands of intermediates then
+    cost one stat each instead of a comparison with every other."""
+    from artconv.outputs import sidecar
+
+    writes: list[tuple[str, Path]] = []
+    for k, (what, path) in enumerate([(label, output), *extra]):
+        if k > 1 and not (path.exists() or path.is_symlink()
+                          or sidecar(path).exists() or sidecar(path).is_symlink()):
+            continue
+        writes.append((what, path))
+        if path.suffix.lower() != ".png":
+            writes.append((f"{what} recipe", sidecar(path)))
+    return writes

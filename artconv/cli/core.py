@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from artconv.cli.common import stdout
+from artconv.cli.common import console, stdout
 from artconv.options import CoreOptions
 
 
@@ -35,8 +36,16 @@ def layers(
         warnings.simplefilter("ignore")
         fx = FeatureExtractor.from_options(opts)
     infos = fx.describe(size)
+    unusable = ""
+    if fx.unusable:
+        rest = len(fx.layer_names) - len(infos) - 1
+        unusable = f"note: {fx.unusable}: " + (
+            f"it and the {rest} layer(s) after it cannot be used and are not listed" if rest
+            else "it cannot be used and is not listed")
     if json_out:
         stdout.print_json(json.dumps([i.__dict__ for i in infos]))
+        if unusable:
+            console.print(escape(unusable), highlight=False, soft_wrap=True)
         return
     title = f"{fx.identity.split(':')[0]}, pooling={pooling}, input {size}x{size}"
     table = Table(title=title, title_justify="left")
@@ -61,6 +70,8 @@ def layers(
     if pooling == "none":
         caption += "; none = a-trous: full resolution everywhere, exact on the stride grid"
     stdout.print(caption, highlight=False)
+    if unusable:
+        stdout.print(escape(unusable), highlight=False)
     empty = next((i for i in infos if i.height < 1 or i.width < 1), None)
     if empty is not None:
         need = fx.min_size([empty.name])

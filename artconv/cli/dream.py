@@ -9,7 +9,14 @@ from typing import Any, Optional
 
 import typer
 
-from artconv.cli.common import Ui, command, option_parameters, split_options, ui_parameters
+from artconv.cli.common import (
+    Ui,
+    command,
+    option_parameters,
+    planned_writes,
+    split_options,
+    ui_parameters,
+)
 from artconv.deepdream import DreamOptions
 from artconv.errors import ArtconvError
 
@@ -23,8 +30,9 @@ continuing after any frames already there. The output carries its recipe
 
 def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
               json_out: bool, **kwargs: Any) -> None:
-    from artconv.deepdream import Dreamer, DreamInterrupted
-    from artconv.imageio import SAVE_FORMATS, load_image, same_file, save_image
+    from artconv.deepdream import Dreamer, DreamInterrupted, frame_paths, gif_path
+    from artconv.imageio import SAVE_FORMATS, load_image, save_image
+    from artconv.outputs import check_write_paths
     from artconv.presets import find_preset, options_for
     from artconv.progress import Progress
 
@@ -36,18 +44,31 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
     if options.guide is None and found is not None and found.images:
         options = options.replace(guide=str(found.image_paths()[0]))
     video = options.frames > 0
+    given = output is not None
     if output is None:
         output = image.with_name(f"{image.stem}_dream" + ("_frames" if video else ".png"))
     elif not video and output.suffix.lower() not in SAVE_FORMATS:  # fail before dreaming
         raise ArtconvError(f"{output}: unsupported output format '{output.suffix}' (use "
                            f"{', '.join(sorted(SAVE_FORMATS))})")
     inputs = [image] + ([Path(options.guide)] if options.guide else [])
-    if any(same_file(output, p) for p in inputs):  # fail before dreaming
-        raise ArtconvError(f"{output}: refusing to overwrite an input image (choose another -o)")
+    label = "--output" if given else "--frames" if video else "output"
+    if video:
+        # Frames already there are kept, not rewritten (as Dreamer.frames counts them): the
+        # first missing one stands for the rest, whose names differ by construction and
+        # share its folder.
+        todo = next((f for f in frame_paths(output, options.frames) if not f.is_file()), None)
+        writes = [(label, todo)] if todo is not None else []
+        if options.gif:
+            writes.append(("--gif", gif_path(output)))
+    else:
+        writes = planned_writes(label, output)
+    check_write_paths(writes, inputs)  # before the network loads
     source = load_image(image, options.size)
     started = time.perf_counter()
     with Progress(quiet=quiet or json_out) as progress:
         dreamer = Dreamer(options, progress=progress)
+        dreamer.check_size(source.shape[-2:], what=str(image),
+                           where=f" at --size {options.size}" if options.size else "")
         try:
             if video:
                 paths = dreamer.frames(source, output, inputs=inputs)
@@ -66,7 +87,7 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
             raise typer.Exit(130) from None
     seconds = round(time.perf_counter() - started, 2)
     if video:
-        gif = output.with_suffix(".gif") if options.gif else None
+        gif = gif_path(output) if options.gif else None
         ui.say(f"wrote {len(paths)} frames to {output}" + (f" and {gif}" if gif else ""))
         ui.result({"frames": [str(p) for p in paths], "gif": gif, "seconds": seconds})
         return

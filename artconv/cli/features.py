@@ -23,15 +23,20 @@ from artconv.errors import ArtconvError
 def features(images: list[str], output: str | None, out_dir: str | None, array_format: str,
              pca: str | None, preset: str | None, quiet: bool, json_out: bool,
              **kwargs: Any) -> None:
-    from artconv.featurefiles import Runner, check_outputs, plan_jobs
+    from artconv.featurefiles import Runner, check_outputs, check_write_paths, plan_jobs
     from artconv.features import FeatureOptions, build_extractor
     from artconv.imageio import list_images
+    from artconv.outputs import sweep_temporaries
     from artconv.presets import options_for
     from artconv.progress import Progress
 
     ui = Ui(quiet, json_out)
     opts = options_for(FeatureOptions, preset, split_options(FeatureOptions, kwargs))
     jobs = plan_jobs(list_images(images), opts, output, out_dir, array_format, pca)
+    check_write_paths(jobs, opts)  # every write of the run, before any work
+    # A killed earlier run of these outputs (a memory-mapped .npy is big) left its hidden
+    # temporaries; nothing else writes these outputs now.
+    sweep_temporaries(path for job in jobs for _, path in job.writes())
     failed: list[dict[str, str]] = []
 
     def isolated(job: Any, work: Any) -> Any:

@@ -15,7 +15,14 @@ from typing import Any, Optional
 
 import typer
 
-from artconv.cli.common import Ui, command, option_parameters, split_options, ui_parameters
+from artconv.cli.common import (
+    Ui,
+    command,
+    option_parameters,
+    planned_writes,
+    split_options,
+    ui_parameters,
+)
 from artconv.errors import ArtconvError
 
 HELP = ("Neural style transfer: paint CONTENT in the style of STYLE image(s) or a style "
@@ -46,7 +53,8 @@ def _parameters() -> list[inspect.Parameter]:
 
 
 def style_command(**kwargs: Any) -> None:
-    from artconv.imageio import SAVE_FORMATS, load_image, same_file, save_image
+    from artconv.imageio import SAVE_FORMATS, load_image, save_image
+    from artconv.outputs import check_write_paths
     from artconv.progress import Progress
     from artconv.recipe import make_recipe
     from artconv.style import StyleOptions, StyleTransfer, build_options, resolve_styles
@@ -58,25 +66,33 @@ def style_command(**kwargs: Any) -> None:
     options = build_options(sources, kwargs["preset"], overrides)
     options.blend_weights(len(sources.images))  # fail before the network loads
     inputs = [content_path, *[Path(p) for p in sources.images]]
+    init_image = [Path(options.init)] if options.init not in ("content", "noise") else []
     output = kwargs["output"] or Path.cwd() / (
         "_".join([content_path.stem, *sources.names]) + ".png")
     if output.suffix.lower() not in SAVE_FORMATS:
         raise ArtconvError(f"{output}: unsupported output format '{output.suffix}' (use "
                            f"{', '.join(sorted(SAVE_FORMATS))})")
-    if any(same_file(output, p) for p in inputs):
-        raise ArtconvError(f"{output}: refusing to overwrite an input image (choose another -o)")
+    save_every = kwargs["save_every"]
+    steps = sum(options.iterations_at(i) for i in range(len(options.ladder())))
+    check_write_paths(
+        planned_writes("--output" if kwargs["output"] else "output", output,
+                       [("--save-every", _step_path(output, k))
+                        for k in (range(save_every, steps + 1, save_every) if save_every
+                                  else ())]),
+        [*inputs, *init_image])
 
     content = load_image(content_path)  # read everything before the network loads
     styles = [load_image(p) for p in sources.images]
     st = StyleTransfer(options, progress=Progress(quiet=ui.quiet or ui.json))
+    st.check_sizes(content.shape[-2:], [s.shape[-2:] for s in styles],
+                   content_name=str(content_path), style_names=[str(p) for p in sources.images])
     recipe = make_recipe("style", options, weights=st.fx.identity, inputs=inputs,
                          device=st.device, precision=st.precision,
                          loss_weights=dataclasses.asdict(st.weights), scales=options.ladder())
-    save_every = kwargs["save_every"]
 
     def callback(info: Any) -> None:
         if save_every and info.total_step % save_every == 0:
-            step_path = output.with_name(f"{output.stem}_{info.total_step:05d}{output.suffix}")
+            step_path = _step_path(output, info.total_step)
             save_image(info.image[0], step_path, recipe={**recipe, "step": info.total_step},
                        inputs=inputs)
 
@@ -93,6 +109,10 @@ def style_command(**kwargs: Any) -> None:
     ui.result({"output": str(output), "width": result.shape[-1], "height": result.shape[-2],
                "seconds": round(seconds, 3), "losses": st.last_figures,
                "loss_weights": dataclasses.asdict(st.weights)})
+
+
+def _step_path(output: Path, step: int) -> Path:
+    return output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
 
 
 def _save_interrupted(st: Any, output: Path, recipe: dict[str, Any],
