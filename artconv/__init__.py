@@ -11,36 +11,41 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from artconv import _moved  # noqa: E402 - old module paths (artconv.core, ...) keep working
+
+_moved.install()
+
 _EXPORTS = {
     "ArtconvError": "artconv.errors",
-    "FeatureExtractor": "artconv.core",
-    "Backbone": "artconv.core",
-    "load_image": "artconv.imageio",
-    "save_image": "artconv.imageio",
-    "read_recipe": "artconv.imageio",
-    "stylize": "artconv.style",
-    "StyleOptions": "artconv.style",
-    "StyleTransfer": "artconv.style",
-    "dream": "artconv.deepdream",
-    "dream_frames": "artconv.deepdream",
-    "DreamOptions": "artconv.deepdream",
-    "Dreamer": "artconv.deepdream",
-    "pixel_features": "artconv.features",
-    "FeatureOptions": "artconv.features",
+    "ArtconvWarning": "artconv.errors",
+    "FeatureExtractor": "artconv.nets.extractor",
+    "Backbone": "artconv.nets.extractor",
+    "load_image": "artconv.io.images",
+    "save_image": "artconv.io.images",
+    "read_recipe": "artconv.io.images",
+    "stylize": "artconv.style.engine",
+    "StyleOptions": "artconv.style.options",
+    "StyleTransfer": "artconv.style.engine",
+    "dream": "artconv.deepdream.engine",
+    "dream_frames": "artconv.deepdream.engine",
+    "DreamOptions": "artconv.deepdream.options",
+    "Dreamer": "artconv.deepdream.engine",
+    "pixel_features": "artconv.features.engine",
+    "FeatureOptions": "artconv.features.options",
 }
 
 __all__ = [
-    "ArtconvError", "Backbone", "DreamOptions", "Dreamer", "FeatureExtractor",
+    "ArtconvError", "ArtconvWarning", "Backbone", "DreamOptions", "Dreamer", "FeatureExtractor",
     "FeatureOptions", "StyleOptions", "StyleTransfer", "__version__", "dream", "dream_frames",
     "load_image", "pixel_features", "read_recipe", "save_image", "stylize",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from artconv.core import Backbone, FeatureExtractor
-    from artconv.deepdream import Dreamer, DreamOptions, dream, dream_frames
+    from artconv.deepdream.engine import Dreamer, DreamOptions, dream, dream_frames
     from artconv.errors import ArtconvError
     from artconv.features import FeatureOptions, pixel_features
-    from artconv.imageio import load_image, read_recipe, save_image
+    from artconv.io.images import load_image, read_recipe, save_image
+    from artconv.nets.extractor import Backbone, FeatureExtractor
     from artconv.style import StyleOptions, StyleTransfer, stylize
 
 

@@ -1,4 +1,5 @@
-"""Import paths of modules that moved into packages keep working.
+"""Import paths of modules that moved into packages keep working, and packages forward
+their public names lazily.
 
 `import artconv.core` gives the very module object `artconv.nets.extractor` (not a copy
 re-exporting its names), so scripts, pickles and `monkeypatch.setattr("artconv.core.X")`
@@ -11,7 +12,9 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 MOVED = {
     "artconv.core": "artconv.nets.extractor",
@@ -24,8 +27,7 @@ MOVED = {
     "artconv.sheet": "artconv.io.sheet",
     "artconv.color": "artconv.io.color",
     "artconv.losses": "artconv.style.losses",
-    "artconv.deepdream": "artconv.dream.engine",
-    "artconv.objectives": "artconv.dream.objectives",
+    "artconv.objectives": "artconv.deepdream.objectives",
     "artconv.featurefiles": "artconv.features.files",
     "artconv.pca": "artconv.features.pca",
     "artconv.batch_ray": "artconv.batch.ray",
@@ -48,3 +50,20 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def install() -> None:
     if not any(isinstance(f, _Alias) for f in sys.meta_path):
         sys.meta_path.append(_Alias())
+
+
+def forward(package: str, *modules: str) -> Callable[[str], Any]:
+    """A package's `__getattr__` (PEP 562): a name the package itself lacks is looked up in
+    `modules`, in order, imported on first use. Packages load only their torch-free option
+    record eagerly, so `--help` never pays for torch, yet `from artconv.style import
+    StyleTransfer` works as it always did."""
+
+    def __getattr__(name: str) -> Any:
+        if not name.startswith("__"):
+            for module in modules:
+                found = importlib.import_module(module)
+                if hasattr(found, name):
+                    return getattr(found, name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -1,4 +1,4 @@
-"""The one exception type users see: a one-line message that names the thing at fault."""
+"""What users see when something is wrong or worth a note: one line that names the thing."""
 
 
 class ArtconvError(Exception):
@@ -7,3 +7,8 @@ class ArtconvError(Exception):
     The CLI prints ``str(err)`` on one line and exits non-zero (no traceback unless
     ``--debug``). Messages start with the file, layer or option at fault.
     """
+
+
+class ArtconvWarning(UserWarning):
+    """Something the user should know that does not stop the work (random weights, a
+    dropped octave); the CLI shows it as a one-line yellow note."""

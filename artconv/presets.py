@@ -22,13 +22,17 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from artconv import registry
 from artconv.errors import ArtconvError
+from artconv.io.files import IMAGE_EXTENSIONS, atomic_path, check_regular_file
+from artconv.options import CoreOptions
 
-ENGINES = ("style", "dream", "features")
+ENGINES = tuple(registry.ENGINES)  # at import; checks below read the registry itself
 _TOP_KEYS = {"description", "engine", "images", "options"}
 
 
@@ -69,8 +73,6 @@ def list_presets() -> list[Preset]:
 def is_preset_name(item: object) -> bool:
     """A STYLE argument names a preset when it is a string that is no existing file, has no
     image extension and no folder part; anything else is an image."""
-    from artconv.imageio import IMAGE_EXTENSIONS
-
     if not isinstance(item, (str, os.PathLike)):
         return False
     text = str(item)
@@ -94,8 +96,6 @@ def find_preset(name: str) -> Preset:
 
 
 def read_preset(path: Path) -> Preset:
-    from artconv.imageio import check_regular_file
-
     if path.is_dir():
         raise ArtconvError(f"{path}: is a folder, not a preset file")
     check_regular_file(path)
@@ -112,9 +112,9 @@ def read_preset(path: Path) -> Preset:
                            f"(allowed: {', '.join(sorted(_TOP_KEYS))}; options go under "
                            "[options])")
     engine = data.get("engine")
-    if engine not in ENGINES:
+    if engine not in registry.ENGINES:
         raise ArtconvError(f"{path}: 'engine'{_at(text, None, 'engine')} must be one of "
-                           f"{', '.join(ENGINES)}, got {engine!r}")
+                           f"{', '.join(registry.ENGINES)}, got {engine!r}")
     options = data.get("options", {})
     images = data.get("images", [])
     if not isinstance(options, dict):
@@ -126,7 +126,7 @@ def read_preset(path: Path) -> Preset:
                            "paths or URLs")
     preset = Preset(path.stem, path, engine, str(data.get("description", "")),
                     dict(options), tuple(images))
-    cls = options_class(engine)
+    cls = registry.options_class(engine)
     try:
         cls.from_dict(preset.options, source=str(path))  # bad keys and values fail now
     except ArtconvError as exc:
@@ -168,14 +168,81 @@ def _at(text: str, table: str | None, key: str) -> str:
     return ""
 
 
-def options_for(cls: type, preset: str | Preset | None, overrides: dict[str, Any]) -> Any:
-    """`cls` options from defaults < preset < explicit overrides (None means not given)."""
+def options_for(engine: str | type[CoreOptions], preset: str | Preset | None = None,
+                overrides: Mapping[str, Any] | None = None, *,
+                named: Sequence[str | Preset] = (), base: CoreOptions | None = None) -> Any:
+    """The one merge of an engine's options, used by the CLI, the API and batches:
+    defaults (or `base`, options already merged) < the options of presets `named` as inputs
+    (style presets given as STYLE) < `preset` (--preset) < explicit `overrides` (None
+    values count as not given). `engine` is an engine name or its option record; a preset
+    of another engine is refused, naming its file."""
+    cls = registry.options_class(engine) if isinstance(engine, str) else engine
+    name = engine if isinstance(engine, str) else _engine_of(cls)
     values: dict[str, Any] = {}
-    if preset is not None:
-        preset = preset if isinstance(preset, Preset) else find_preset(preset)
-        values.update(preset.options)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return cls.from_dict(values, source=str(preset.path) if preset else "options")
+    where: list[str] = []
+    for item in [*named, *([preset] if preset is not None else [])]:
+        found = item if isinstance(item, Preset) else find_preset(item)
+        if name is not None and found.engine != name:
+            raise ArtconvError(f"{found.path}: preset {found.name!r} is for {found.engine}, "
+                               f"not {name}")
+        values.update(found.options)
+        where.append(str(found.path))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if base is not None:
+        return base.replace(**values)
+    return cls.from_dict(values, source=" + ".join(where) or "options")
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a list of image arguments (STYLE ...) stands for: each is an image (a path,
+    PIL image, array or tensor) or the name of a preset of the engine, which brings its
+    images and its options."""
+
+    images: list[Any]
+    names: list[str]  # one per argument, for output file names
+    presets: tuple[Preset, ...] = ()
+
+    @property
+    def preset_options(self) -> dict[str, Any]:
+        return {k: v for p in self.presets for k, v in p.options.items()}
+
+    @property
+    def preset_paths(self) -> list[str]:
+        return [str(p.path) for p in self.presets]
+
+
+def resolve_sources(items: Any, engine: str = "style") -> Sources:
+    """The images behind image arguments of `engine` (a preset name stands for its images
+    and options; see `is_preset_name`)."""
+    items = list(items) if isinstance(items, (list, tuple)) else [items]
+    if not items:
+        raise ArtconvError(f"no {engine} image given")
+    images: list[Any] = []
+    names: list[str] = []
+    presets: list[Preset] = []
+    for item in items:
+        if not is_preset_name(item):
+            images.append(item)
+            names.append(Path(item).stem if isinstance(item, (str, os.PathLike)) else engine)
+            continue
+        preset = find_preset(str(item))
+        if preset.engine != engine:
+            raise ArtconvError(f"{preset.path}: preset {preset.name!r} is for "
+                               f"{preset.engine}, not {engine}")
+        found = preset.image_paths()
+        if not found:
+            raise ArtconvError(f"{preset.path}: preset {preset.name!r} has no {engine} "
+                               f"images; use it as --preset {preset.name} with a {engine} "
+                               "image")
+        images += found
+        names.append(preset.name)
+        presets.append(preset)
+    return Sources(images, names, tuple(presets))
+
+
+def _engine_of(cls: type) -> str | None:
+    return next((spec.name for spec in registry.ENGINES.values() if spec.options is cls), None)
 
 
 def resolve_image_ref(ref: str, base: Path) -> Path:
@@ -191,8 +258,6 @@ def download_image(url: str) -> Path:
     The cache file is named by a hash of the whole URL plus the URL's file name, so two
     URLs ending in the same name never share a file. A download whose size differs from
     the server's Content-Length is refused, and only a complete one enters the cache."""
-    from artconv.imageio import atomic_path
-
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "artconv" / "images"
     name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name or "image"
     dst = cache / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}"
@@ -237,11 +302,6 @@ def _fetch(url: str, tmp: Path, dst: Path) -> None:
                            "try again")
 
 
-def options_class(engine: str) -> type:
-    """The options dataclass of an engine ('style', 'dream', 'features')."""
-    import importlib
-
-    module = {"style": "artconv.style", "dream": "artconv.deepdream",
-              "features": "artconv.features"}[engine]
-    names = {"style": "StyleOptions", "dream": "DreamOptions", "features": "FeatureOptions"}
-    return getattr(importlib.import_module(module), names[engine])
+def options_class(engine: str) -> type[CoreOptions]:
+    """The option record of an engine ('style', 'dream', 'features'): see `artconv.registry`."""
+    return registry.options_class(engine)

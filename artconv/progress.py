@@ -1,7 +1,9 @@
-"""Rich progress bars for long jobs, shared by the engines, the CLI and scripts.
+"""Rich progress bars for long jobs: the display adapter on the engines' step callback.
 
-Engines take an optional `Progress` and add their own task to it, so a batch can show an
-overall bar and the current job's bar in one display. `Progress(quiet=True)` draws nothing.
+Engines never import this module: they report `artconv.engine.Step` records to a callback,
+and `Progress.on_step` turns those into one bar per stage (scale, octave, tile), so the CLI,
+a batch (an overall bar plus the current job's) and scripts share one display.
+`Progress(quiet=True)` draws nothing.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class Progress:
         self._console = console or Console(stderr=True, emoji=False)
         self._bar: RichProgress | None = None
         self._depth = 0
+        self._stage_key: tuple | None = None
+        self._stage_task: Task_ | None = None
 
     def __enter__(self) -> Progress:
         self._depth += 1
@@ -97,6 +101,22 @@ class Progress:
                 console=self._console, transient=False)
             self._bar.__enter__()
         return Task_(self, self._bar.add_task(description, total=total, figures=""))
+
+    def on_step(self, step: Any) -> None:
+        """The engines' callback (`artconv.engine.Step`): a bar per stage with its figures."""
+        key = (step.engine, step.frame, step.stage)
+        if key != self._stage_key:
+            if self._stage_task is not None:
+                self._stage_task.done()
+            self._stage_key = key
+            self._stage_task = self.task(step.label, total=step.steps)
+        figures = dict(step.figures)
+        if step.frame:
+            figures = {"frame": step.frame, **figures}
+        self._stage_task.update(advance=1, **figures)
+        if step.step >= step.steps:
+            self._stage_task.done()
+            self._stage_task, self._stage_key = None, None
 
     def log(self, message: str) -> None:
         if not self.quiet:

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, report  # noqa: E402
 
 from artconv import batch  # noqa: E402
-from artconv.imageio import save_image  # noqa: E402
-from artconv.pooling import pink_noise  # noqa: E402
+from artconv.io.images import save_image  # noqa: E402
+from artconv.nets.pooling import pink_noise  # noqa: E402
 from artconv.style import StyleOptions  # noqa: E402
 
 

@@ -37,8 +37,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 def child(config: dict[str, Any]) -> dict[str, Any]:
     """One configuration, measured in this (fresh) process."""
-    from artconv.core import FeatureExtractor
-    from artconv.deepdream import Dreamer, DreamOptions
+    from artconv.deepdream.engine import Dreamer, DreamOptions
+    from artconv.nets.extractor import FeatureExtractor
 
     options = DreamOptions(arch=config["arch"], weights=config["weights"],
                            layers=tuple(config["layers"]), device=config["device"],

@@ -28,10 +28,10 @@ CONFIGS = {"none": ("none", "bilinear"), "strided": ("strided", "bilinear"),
 
 
 def run_one(config: str, size: int, args: argparse.Namespace) -> dict:
-    from artconv.core import FeatureExtractor
     from artconv.device import resolve_device, resolve_precision
     from artconv.features import FeatureOptions, allocate, extract_into, plan_features
-    from artconv.pooling import pink_noise
+    from artconv.nets.extractor import FeatureExtractor
+    from artconv.nets.pooling import pink_noise
 
     pooling, upsample = CONFIGS[config]
     opts = FeatureOptions(arch=args.arch, weights=args.weights, pooling=pooling,

@@ -39,13 +39,13 @@ def _cached_runner():  # one per worker process (tasks reuse their process on CP
 
 
 def _task(jobs, options, batch_size):
-    from artconv.batch_ray import render_records
+    from artconv.batch.ray import render_records
 
     return render_records(_cached_runner(), jobs, options, batch_size)
 
 
 def _run_tasks(ray, jobs, options, cpus, max_calls):
-    from artconv.batch_ray import _option_record
+    from artconv.batch.ray import _option_record
 
     fn = ray.remote(num_cpus=cpus, max_calls=max_calls)(_task)
     records = {"style": _option_record("style", options)}
@@ -75,8 +75,8 @@ def main() -> None:
     import torch
 
     from artconv import batch
-    from artconv.batch_ray import RayRunner
-    from artconv.core import FeatureExtractor
+    from artconv.batch.ray import RayRunner
+    from artconv.nets.extractor import FeatureExtractor
     from artconv.style import StyleOptions
 
     torch.set_num_threads(1)

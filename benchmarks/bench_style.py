@@ -36,8 +36,8 @@ from common import (  # noqa: E402
 )
 
 from artconv.device import resolve_device  # noqa: E402
-from artconv.imageio import load_image  # noqa: E402
-from artconv.pooling import pink_noise  # noqa: E402
+from artconv.io.images import load_image  # noqa: E402
+from artconv.nets.pooling import pink_noise  # noqa: E402
 from artconv.style import StyleOptions, StyleTransfer  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -59,7 +59,7 @@ def images(size: int, device: torch.device, args: argparse.Namespace | None = No
     """Content and style: the --content/--style photos if given (square-cropped to `size`),
     else stand-ins with natural images' 1/f spectrum."""
     if args is not None and args.content and args.style:
-        from artconv.imageio import resize_to
+        from artconv.io.images import resize_to
 
         pair = [resize_to(load_image(p), (size, size)) for p in (args.content, args.style)]
         return pair[0][None].to(device), pair[1].to(device)

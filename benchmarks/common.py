@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from artconv.core import FeatureExtractor
 from artconv.device import synchronize
+from artconv.nets.extractor import FeatureExtractor
 
 
 def machine() -> str:

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 import artconv
-from artconv.deepdream import write_gif
+from artconv.deepdream.engine import write_gif
 from artconv.progress import Progress
 
 

@@ -19,10 +19,10 @@ import argparse
 from PIL import Image, ImageDraw, ImageFont
 
 import artconv
-from artconv.core import FeatureExtractor
 from artconv.features import FeatureOptions
-from artconv.imageio import load_image, to_pil
-from artconv.pca import fit_pca, pca_rgb, sample_pixels
+from artconv.features.pca import fit_pca, pca_rgb, sample_pixels
+from artconv.io.images import load_image, to_pil
+from artconv.nets.extractor import FeatureExtractor
 
 
 def label(image: Image.Image, text: str) -> Image.Image:

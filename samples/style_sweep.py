@@ -15,7 +15,7 @@ import argparse
 from PIL import Image, ImageDraw, ImageFont
 
 import artconv
-from artconv.core import FeatureExtractor
+from artconv.nets.extractor import FeatureExtractor
 from artconv.progress import Progress
 from artconv.style import StyleOptions
 

@@ -54,7 +54,7 @@ def style_file(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def random_vgg():
     """A random-weight VGG19 extractor (max pooling), built once per test session."""
-    from artconv.core import FeatureExtractor
+    from artconv.nets.extractor import FeatureExtractor
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -106,3 +106,16 @@ def backbone_file(tmp_path) -> Path:
     path = tmp_path / "mynet.py"
     path.write_text(BACKBONE_SOURCE)
     return path
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """`artconv ARGS` in this process: (exit code, stdout, stderr)."""
+    from artconv.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as done:
+        code = int(done.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

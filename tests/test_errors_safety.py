@@ -17,15 +17,15 @@ import torch
 
 import artconv.style
 from artconv.cli import main
-from artconv.core import FeatureExtractor, load_backbone
-from artconv.deepdream import Dreamer, DreamOptions
+from artconv.deepdream.engine import Dreamer, DreamOptions
 from artconv.errors import ArtconvError
 from artconv.features import FeatureOptions
-from artconv.imageio import load_image, read_recipe
+from artconv.io.images import load_image, read_recipe
+from artconv.nets.extractor import FeatureExtractor, load_backbone
+from artconv.nets.tiling import tile_grid
+from artconv.nets.weights import read_state_dict
 from artconv.options import MAX_SEED, CoreOptions
 from artconv.style import StyleOptions, StyleTransfer
-from artconv.tiling import tile_grid
-from artconv.weights import read_state_dict
 from tests.conftest import make_image, tiny_sequential
 
 TINY_STYLE = ["--content-layers", "r3", "--style-layers", "r1,r2,r3", "-s", "32", "-i", "2",
@@ -194,7 +194,7 @@ def test_a_named_pipe_as_weights_is_refused_without_waiting(tmp_path):
         os.mkfifo(fifo)
         code = ("import warnings; warnings.simplefilter('ignore')\n"
                 "from artconv.errors import ArtconvError\n"
-                "from artconv.weights import resolve\n"
+                "from artconv.nets.weights import resolve\n"
                 f"try:\n    resolve('vgg19', {str(fifo)!r})\n"
                 "except ArtconvError as exc:\n    print(exc)\n")
         try:

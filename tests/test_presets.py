@@ -47,6 +47,63 @@ def test_malformed_preset_names_file_and_key(tmp_path, monkeypatch):
         find_preset("nope")
 
 
+# -- one merge: defaults < presets named as inputs < --preset < flags ---------------------------
+def _preset(folder: Path, name: str, engine: str, options: str, images: str = "") -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(f'engine = "{engine}"\n{images}[options]\n{options}\n')
+    return path
+
+
+def test_options_for_merges_in_one_order(tmp_path, monkeypatch):
+    from artconv.deepdream import DreamOptions
+    from artconv.presets import resolve_sources
+
+    monkeypatch.setenv("ARTCONV_STYLES", str(tmp_path))
+    make_image(tmp_path / "wave.png")
+    _preset(tmp_path, "waves", "style", 'pooling = "avg"\nseed = 3\niterations = [9]',
+            'images = ["wave.png"]\n')
+    _preset(tmp_path, "fine", "style", "seed = 4\niterations = [7]")
+    sources = resolve_sources(["waves", str(tmp_path / "wave.png")], "style")
+    assert sources.images == [tmp_path / "wave.png", str(tmp_path / "wave.png")]
+    assert sources.names == ["waves", "wave"]
+    assert sources.preset_options == {"pooling": "avg", "seed": 3, "iterations": [9]}
+    opts = options_for("style", "fine", {"iterations": "5", "seed": None},
+                       named=sources.presets)
+    assert (opts.pooling, opts.seed, opts.iterations) == ("avg", 4, (5,))
+    assert options_for(StyleOptions, None, {}) == StyleOptions()  # a class works too
+    base = DreamOptions(steps=3, octaves=2)
+    assert options_for("dream", None, {"steps": 5}, base=base) == base.replace(steps=5)
+
+
+def test_a_preset_of_another_engine_is_refused_by_every_caller(tmp_path, monkeypatch):
+    from artconv.presets import resolve_sources
+
+    monkeypatch.setenv("ARTCONV_STYLES", str(tmp_path))
+    _preset(tmp_path, "deep", "dream", "steps = 3")
+    for call in (lambda: options_for("style", "deep", {}),
+                 lambda: options_for(StyleOptions, "deep", {}),
+                 lambda: resolve_sources(["deep"], "style")):
+        with pytest.raises(ArtconvError, match=r"deep.toml: preset 'deep' is for dream, "
+                                               r"not style"):
+            call()
+    _preset(tmp_path, "bare", "style", "seed = 1")
+    with pytest.raises(ArtconvError, match=r"preset 'bare' has no style images; use it as "
+                                           r"--preset bare"):
+        resolve_sources(["bare"], "style")
+
+
+def test_presets_load_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from artconv.presets import list_presets, options_for; "
+            "[options_for(p.engine, p) for p in list_presets()]; "
+            "sys.exit(3 if 'torch' in sys.modules else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr or "presets imported torch"
+
+
 # -- 12. images by URL: cached per URL, size checked --------------------------------------------
 PRESET = """description = "x"
 engine = "style"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
 from artconv import __version__
+from artconv.cli import batch, core, dream, features, style
 from artconv.cli.common import state
 
 app = typer.Typer(
@@ -14,7 +13,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False, rich_markup_mode="rich",
     help="Deep Dream, neural style transfer and per-pixel features from named VGG layers.")
 
-COMMAND_MODULES = ("core", "style", "dream", "features", "batch")
+# Each registers its commands; none imports torch (engines load inside the commands).
+COMMAND_MODULES = (core, style, dream, features, batch)
 
 
 def _version(value: bool) -> None:
@@ -32,5 +32,5 @@ def _root(
     state.debug = debug
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"artconv.cli.{_name}").register(app)
+for _module in COMMAND_MODULES:
+    _module.register(app)

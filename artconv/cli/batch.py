@@ -9,9 +9,12 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from artconv import registry
+from artconv.batch.options import BatchOptions
 from artconv.cli.common import Ui, command, console, option_parameters, split_options, ui_parameters
 from artconv.errors import ArtconvError
 
+# What `artconv batch ENGINE --help` says (an engine without a line here gets its summary).
 ENGINE_HELP = {
     "style": "Every input x every style (or all styles blended with --blend-styles).",
     "dream": "Dream every input (e.g. every frame of a clip).",
@@ -20,18 +23,20 @@ ENGINE_HELP = {
 
 
 def _batch_command(engine: str):
+    spec = registry.get(engine)
+
     def run(**kwargs: Any) -> None:
         from artconv import batch
+        from artconv.presets import options_for
 
         ui = Ui(quiet=kwargs.pop("quiet"), json=kwargs.pop("json_out"))
         inputs = kwargs.pop("inputs")
         styles = [s for s in (kwargs.pop("styles", None) or "").split(",") if s]
         blend = kwargs.pop("blend_styles", False)
         preset = kwargs.pop("preset")
-        bopts = batch.BatchOptions.from_dict(
-            {k: v for k, v in split_options(batch.BatchOptions, kwargs).items()
-             if v is not None})
-        options = _engine_options(engine, preset, split_options(_cls(engine), kwargs))
+        bopts = BatchOptions.from_dict(
+            {k: v for k, v in split_options(BatchOptions, kwargs).items() if v is not None})
+        options = options_for(engine, preset, split_options(spec.options, kwargs))
         jobs = batch.plan(engine, inputs, styles=styles, out_dir=bopts.out_dir,
                           template=bopts.template, blend=blend)
         _execute(jobs, {engine: options}, bopts, ui, inputs=_preset_files(preset))
@@ -40,7 +45,7 @@ def _batch_command(engine: str):
                                 annotation=list[str],
                                 default=typer.Argument(..., help="Images, folders or glob "
                                                        "patterns (quote them).", ))]
-    if engine == "style":
+    if spec.takes_styles:
         params += [
             inspect.Parameter("styles", inspect.Parameter.KEYWORD_ONLY,
                               annotation=Optional[str],  # noqa: UP045
@@ -52,29 +57,9 @@ def _batch_command(engine: str):
                                                    help="One job per input with all styles "
                                                         "blended (see --blend).")),
         ]
-    from artconv.batch import BatchOptions
-
     params += option_parameters(BatchOptions)
-    params += ui_parameters() + option_parameters(_cls(engine))
+    params += ui_parameters() + option_parameters(spec.options)
     return run, params
-
-
-def _cls(engine: str) -> type:
-    from artconv.presets import options_class
-
-    return options_class(engine)
-
-
-def _engine_options(engine: str, preset: str | None, given: dict[str, Any]) -> Any:
-    from artconv.presets import find_preset, options_for
-
-    if preset is not None:
-        found = find_preset(preset)
-        if found.engine != engine:
-            raise ArtconvError(f"{found.path}: preset {found.name!r} is for {found.engine}, "
-                               f"not {engine}")
-        preset = found
-    return options_for(_cls(engine), preset, given)
 
 
 def run_manifest(
@@ -97,14 +82,15 @@ def run_manifest(
     """Run the jobs of a manifest: one job a line (JSON Lines) or [[job]] tables (TOML), each
     with its input, styles, output and option overrides; paths relative to the manifest."""
     from artconv import batch
+    from artconv.presets import options_for
 
     jobs = batch.read_manifest(manifest)
-    bopts = batch.BatchOptions(batch_size=batch_size, overwrite=overwrite, report=report,
+    bopts = BatchOptions(batch_size=batch_size, overwrite=overwrite, report=report,
                                sheet=sheet, engine=engine, address=address,
                                gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
                                max_retries=max_retries).validated()
     engines = {j.engine for j in jobs}
-    options = {e: _engine_options(e, preset, {}) if preset else _cls(e)() for e in engines}
+    options = {e: options_for(e, preset) for e in engines}
     for job in jobs:  # a line's values on top of --preset: wrong ones name the line now
         try:
             options[job.engine].replace(**job.options)
@@ -133,7 +119,7 @@ def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui,
                              inputs)
     runner = None
     if bopts.engine == "ray":
-        from artconv.batch_ray import RayRunner
+        from artconv.batch.ray import RayRunner
 
         runner = RayRunner(address=bopts.address, gpus_per_job=bopts.gpus_per_job,
                            cpus_per_job=bopts.cpus_per_job, max_retries=bopts.max_retries)
@@ -178,8 +164,8 @@ def _summary(report: Any) -> None:
 def register(app: typer.Typer) -> None:
     batch_app = typer.Typer(no_args_is_help=True, help="Render many images: resumable, "
                             "failures isolated, one network per batch.")
-    for engine, help_text in ENGINE_HELP.items():
-        fn, params = _batch_command(engine)
-        command(batch_app, engine, fn, params, help_text)
+    for name, spec in registry.ENGINES.items():
+        fn, params = _batch_command(name)
+        command(batch_app, name, fn, params, ENGINE_HELP.get(name, spec.summary))
     batch_app.command("run")(run_manifest)
     app.add_typer(batch_app, name="batch")

@@ -136,6 +136,16 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
+def check_picture_suffix(output: Path) -> None:
+    """Refuse, before any work, an output picture in a format that cannot be saved."""
+    from artconv.errors import ArtconvError
+    from artconv.io.files import SAVE_FORMATS
+
+    if output.suffix.lower() not in SAVE_FORMATS:
+        raise ArtconvError(f"{output}: unsupported output format '{output.suffix}' (use "
+                           f"{', '.join(sorted(SAVE_FORMATS))})")
+
+
 def planned_writes(label: str, output: Path, extra: Iterable[tuple[str, Path]] = ()
                    ) -> list[tuple[str, Path]]:
     """What writing `output` (plus `extra` images such as intermediates) puts on disk, for

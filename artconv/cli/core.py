@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -28,7 +28,7 @@ def layers(
     """The named layers: kind, channels, downsampling, output size, receptive field, cost."""
     import warnings
 
-    from artconv.core import FeatureExtractor
+    from artconv.nets.extractor import FeatureExtractor
 
     opts = CoreOptions.from_dict({"arch": arch, "pooling": pooling, "backbone": backbone,
                                   "weights": "random", "avg_rescale": avg_rescale})
@@ -47,7 +47,12 @@ def layers(
         if unusable:
             console.print(escape(unusable), highlight=False, soft_wrap=True)
         return
-    title = f"{fx.identity.split(':')[0]}, pooling={pooling}, input {size}x{size}"
+    stdout.print(_table(fx, infos, f"{fx.identity.split(':')[0]}, pooling={pooling}, "
+                              f"input {size}x{size}"))
+    _notes(fx, infos, opts, size, unusable)
+
+
+def _table(fx: Any, infos: list[Any], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for col, justify in [("layer", "left"), ("kind", "left"), ("channels", "right"),
                          ("down", "right"), ("output", "right"), ("RF px", "right"),
@@ -59,15 +64,20 @@ def layers(
         table.add_row(i.name, i.kind, str(i.channels), f"x{i.stride}",
                       f"{i.width}x{i.height}", str(i.receptive_field),
                       f"{i.gflops:.2f}" if i.gflops else "", f"{total:.1f}", i.note)
-    stdout.print(table)
+    return table
+
+
+def _notes(fx: Any, infos: list[Any], opts: CoreOptions, size: int, unusable: str) -> None:
+    """The lines under the table: total compute, what the pooling means, layers too deep."""
+    total = sum(i.gflops for i in infos)
     caption = f"forward to the last layer: {total:.1f} GFLOP"
-    if pooling != "max":
+    if opts.pooling != "max":
         base = sum(i.gflops for i in _max_twin(opts).describe(size))
         caption += f" ({total / base:.1f}x the compute of max pooling)"
-    if pooling == "strided":
+    if opts.pooling == "strided":
         caption += ("; strided = pools removed, next conv strides 2 with its ImageNet weights"
                     " (aliased subsampling, not a trained all-conv net)")
-    if pooling == "none":
+    if opts.pooling == "none":
         caption += "; none = a-trous: full resolution everywhere, exact on the stride grid"
     stdout.print(caption, highlight=False)
     if unusable:
@@ -86,7 +96,7 @@ def layers(
 def _max_twin(opts: CoreOptions):
     import warnings
 
-    from artconv.core import FeatureExtractor
+    from artconv.nets.extractor import FeatureExtractor
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -97,7 +107,7 @@ def recipe(path: Path = typer.Argument(
         ..., help="An output artconv wrote: an image, a feature array (.npy, .npz, .pt, "
         ".safetensors) or a .json sidecar.")) -> None:
     """Print the recipe (options, seed, weights, versions) stored with an output."""
-    from artconv.recipe import read_any_recipe
+    from artconv.io.recipe import read_any_recipe
 
     stdout.print_json(json.dumps(read_any_recipe(path)))
 

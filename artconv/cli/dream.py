@@ -11,14 +11,14 @@ import typer
 
 from artconv.cli.common import (
     Ui,
+    check_picture_suffix,
     command,
     option_parameters,
     planned_writes,
     split_options,
     ui_parameters,
 )
-from artconv.deepdream import DreamOptions
-from artconv.errors import ArtconvError
+from artconv.deepdream.options import DreamOptions
 
 HELP = """Deep Dream IMAGE: amplify what chosen layers see, octave by octave.
 
@@ -30,71 +30,108 @@ continuing after any frames already there. The output carries its recipe
 
 def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
               json_out: bool, **kwargs: Any) -> None:
-    from artconv.deepdream import Dreamer, DreamInterrupted, frame_paths, gif_path
-    from artconv.imageio import SAVE_FORMATS, load_image, save_image
-    from artconv.outputs import check_write_paths
     from artconv.presets import find_preset, options_for
-    from artconv.progress import Progress
 
     ui = Ui(quiet=quiet, json=json_out)
     found = find_preset(preset) if preset else None
-    if found is not None and found.engine != "dream":
-        raise ArtconvError(f"--preset {preset}: a {found.engine} preset, not a dream one")
-    options = options_for(DreamOptions, found, split_options(DreamOptions, kwargs))
+    options = options_for("dream", found, split_options(DreamOptions, kwargs))
     if options.guide is None and found is not None and found.images:
         options = options.replace(guide=str(found.image_paths()[0]))
     video = options.frames > 0
     given = output is not None
     if output is None:
         output = image.with_name(f"{image.stem}_dream" + ("_frames" if video else ".png"))
-    elif not video and output.suffix.lower() not in SAVE_FORMATS:  # fail before dreaming
-        raise ArtconvError(f"{output}: unsupported output format '{output.suffix}' (use "
-                           f"{', '.join(sorted(SAVE_FORMATS))})")
+    elif not video:  # fail before dreaming
+        check_picture_suffix(output)
     inputs = [image] + ([Path(options.guide)] if options.guide else [])
-    label = "--output" if given else "--frames" if video else "output"
+    _check_writes(options, output, inputs, "--output" if given else "--frames" if video
+                  else "output")
     if video:
-        # Frames already there are kept, not rewritten (as Dreamer.frames counts them): the
-        # first missing one stands for the rest, whose names differ by construction and
-        # share its folder.
+        _zoom_video(options, image, output, inputs, ui)
+    else:
+        _dream_picture(options, image, output, inputs, ui)
+
+
+def _check_writes(options: DreamOptions, output: Path, inputs: list[Path], label: str) -> None:
+    """Every file the dream will write, checked before the network loads."""
+    from artconv.outputs import check_write_paths
+
+    if options.frames > 0:
+        from artconv.deepdream.zoom import frame_paths, gif_path
+
+        # Frames already there are kept, not rewritten: the first missing one stands for
+        # the rest, whose names differ by construction and share its folder.
         todo = next((f for f in frame_paths(output, options.frames) if not f.is_file()), None)
         writes = [(label, todo)] if todo is not None else []
         if options.gif:
             writes.append(("--gif", gif_path(output)))
     else:
         writes = planned_writes(label, output)
-    check_write_paths(writes, inputs)  # before the network loads
+    check_write_paths(writes, inputs)
+
+
+def _dreamer(options: DreamOptions, image: Path, progress: Any) -> tuple[Any, Any]:
+    """The engine (reporting to `progress`) and the input image, its size checked."""
+    from artconv import registry
+    from artconv.io.images import load_image
+
     source = load_image(image, options.size)
+    dreamer = registry.get("dream").engine(options, callback=progress.on_step)
+    dreamer.check_size(source.shape[-2:], what=str(image),
+                       where=f" at --size {options.size}" if options.size else "")
+    return dreamer, source
+
+
+def _dream_picture(options: DreamOptions, image: Path, output: Path, inputs: list[Path],
+                   ui: Ui) -> None:
+    from artconv import registry
+    from artconv.engine import Interrupted
+    from artconv.progress import Progress
+
+    write = registry.get("dream").writer
     started = time.perf_counter()
-    with Progress(quiet=quiet or json_out) as progress:
-        dreamer = Dreamer(options, progress=progress)
-        dreamer.check_size(source.shape[-2:], what=str(image),
-                           where=f" at --size {options.size}" if options.size else "")
+    with Progress(quiet=ui.quiet or ui.json) as progress:
+        dreamer, source = _dreamer(options, image, progress)
         try:
-            if video:
-                paths = dreamer.frames(source, output, inputs=inputs)
-            else:
-                result = dreamer.run(source)
-        except DreamInterrupted as stopped:
-            if video:
-                ui.say(f"[yellow]interrupted[/]: frames so far are in {output}; run the same "
-                       "command again to continue")
-            elif stopped.image is None:
+            result = dreamer.run(source[None])[0]
+        except Interrupted as stopped:
+            if stopped.image is None:
                 ui.say("[yellow]interrupted[/] before the first step: nothing written")
             else:
-                save_image(stopped.image, output, inputs=inputs,
-                           recipe=dreamer.recipe(inputs, interrupted=True))
+                write(dreamer, _first(stopped.image), output, inputs=inputs, interrupted=True)
                 ui.say(f"[yellow]interrupted[/]: saved the dream so far to {output}")
             raise typer.Exit(130) from None
     seconds = round(time.perf_counter() - started, 2)
-    if video:
-        gif = gif_path(output) if options.gif else None
-        ui.say(f"wrote {len(paths)} frames to {output}" + (f" and {gif}" if gif else ""))
-        ui.result({"frames": [str(p) for p in paths], "gif": gif, "seconds": seconds})
-        return
-    save_image(result, output, recipe=dreamer.recipe(inputs), inputs=inputs)
+    write(dreamer, result, output, inputs=inputs)
     ui.say(f"wrote {output}")
     ui.result({"output": str(output), "width": result.shape[-1], "height": result.shape[-2],
                "seconds": seconds})
+
+
+def _zoom_video(options: DreamOptions, image: Path, output: Path, inputs: list[Path],
+                ui: Ui) -> None:
+    from artconv.deepdream.zoom import gif_path, write_frames
+    from artconv.engine import Interrupted
+    from artconv.progress import Progress
+
+    started = time.perf_counter()
+    with Progress(quiet=ui.quiet or ui.json) as progress:
+        dreamer, source = _dreamer(options, image, progress)
+        try:
+            paths = write_frames(dreamer, source, output, inputs=inputs)
+        except Interrupted:
+            ui.say(f"[yellow]interrupted[/]: frames so far are in {output}; run the same "
+                   "command again to continue")
+            raise typer.Exit(130) from None
+    seconds = round(time.perf_counter() - started, 2)
+    gif = gif_path(output) if options.gif else None
+    ui.say(f"wrote {len(paths)} frames to {output}" + (f" and {gif}" if gif else ""))
+    ui.result({"frames": [str(p) for p in paths], "gif": gif, "seconds": seconds})
+
+
+def _first(image: Any) -> Any:
+    """One picture of a result that may be a batch."""
+    return image[0] if image.dim() == 4 else image
 
 
 def register(app: typer.Typer) -> None:

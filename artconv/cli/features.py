@@ -11,6 +11,7 @@ fit; every file appears atomically (written beside its final name, then renamed)
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any, Optional
 
 import typer
@@ -23,49 +24,66 @@ from artconv.errors import ArtconvError
 def features(images: list[str], output: str | None, out_dir: str | None, array_format: str,
              pca: str | None, preset: str | None, quiet: bool, json_out: bool,
              **kwargs: Any) -> None:
-    from artconv.featurefiles import Runner, check_outputs, check_write_paths, plan_jobs
-    from artconv.features import FeatureOptions, build_extractor
-    from artconv.imageio import list_images
+    from artconv.features import FeatureOptions
+    from artconv.features.planner import check_files, check_write_paths, plan_files
+    from artconv.io.images import list_images
     from artconv.outputs import sweep_temporaries
     from artconv.presets import options_for
-    from artconv.progress import Progress
 
     ui = Ui(quiet, json_out)
-    opts = options_for(FeatureOptions, preset, split_options(FeatureOptions, kwargs))
-    jobs = plan_jobs(list_images(images), opts, output, out_dir, array_format, pca)
-    check_write_paths(jobs, opts)  # every write of the run, before any work
+    opts = options_for("features", preset, split_options(FeatureOptions, kwargs))
+    planned = plan_files(list_images(images), opts, output, out_dir, array_format, pca)
+    check_write_paths(planned, opts)  # every write of the run, before any work
     # A killed earlier run of these outputs (a memory-mapped .npy is big) left its hidden
     # temporaries; nothing else writes these outputs now.
-    sweep_temporaries(path for job in jobs for _, path in job.writes())
+    sweep_temporaries(path for files in planned for _, path in files.writes())
     failed: list[dict[str, str]] = []
+    isolated = _isolation(len(planned), failed)
+    planned = [f for f in planned if isolated(f, lambda f=f: check_files(f, opts) or True)]
+    results = _extract(opts, planned, isolated, ui)
+    ui.result({"images": results, "failed": failed})
+    if failed:
+        raise typer.Exit(1)
 
-    def isolated(job: Any, work: Any) -> Any:
-        """With several images a bad one fails alone (reported, exit 1 at the end)."""
-        if len(jobs) == 1:
+
+def _isolation(count: int, failed: list[dict[str, str]]) -> Callable[[Any, Callable[[], Any]],
+                                                                     Any]:
+    """With several images a bad one fails alone (reported, exit 1 at the end)."""
+
+    def isolated(files: Any, work: Callable[[], Any]) -> Any:
+        if count == 1:
             return work()
         try:
             return work()
         except ArtconvError as exc:
-            failed.append({"image": str(job.image), "error": str(exc)})
+            failed.append({"image": str(files.image), "error": str(exc)})
             console.print(f"[red]failed:[/] {escape(str(exc))}", highlight=False)
             return None
 
-    jobs = [j for j in jobs if isolated(j, lambda j=j: check_outputs(j, opts) or True)]
-    fx = build_extractor(opts)
-    runner = Runner(fx, opts)
+    return isolated
+
+
+def _extract(opts: Any, planned: list[Any], isolated: Callable[..., Any], ui: Ui
+             ) -> list[dict[str, Any]]:
+    """Each image's features through one engine on one network, then a shared PCA."""
+    from artconv import registry
+    from artconv.features.files import FeatureWriter
+    from artconv.networks import cached_extractor
+    from artconv.progress import Progress
+
     results, done = [], []
-    with Progress(quiet=quiet or json_out) as progress:
-        runner.progress = progress
-        for job in jobs:
-            result = isolated(job, lambda job=job: runner.run(job, ui.say))
+    with Progress(quiet=ui.quiet or ui.json) as progress:
+        engine = registry.get("features").engine(opts, extractor=cached_extractor(opts),
+                                                 callback=progress.on_step)
+        writer = FeatureWriter(engine)
+        for files in planned:
+            result = isolated(files, lambda files=files: writer.run(files, ui.say))
             if result is not None:
                 results.append(result)
-                done.append(job)
+                done.append(files)
         if opts.pca_shared and done:
-            runner.shared_pca(done, ui.say)
-    ui.result({"images": results, "failed": failed})
-    if failed:
-        raise typer.Exit(1)
+            writer.shared_pca(done, ui.say)
+    return results
 
 
 # -- registration -------------------------------------------------------------------------------
@@ -87,7 +105,7 @@ def register(app: typer.Typer) -> None:
             "safetensors.")),
         inspect.Parameter("pca", kw, annotation=Optional[str], default=typer.Option(  # noqa: UP045
             None, "--pca", help="Picture of the first three principal components as RGB "
-            "(recipe in `artconv.pca`); {stem} as for -o.")),
+            "(recipe in `artconv.features.pca`); {stem} as for -o.")),
         *option_parameters(FeatureOptions),
         *ui_parameters(),
     ]

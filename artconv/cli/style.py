@@ -17,13 +17,13 @@ import typer
 
 from artconv.cli.common import (
     Ui,
+    check_picture_suffix,
     command,
     option_parameters,
     planned_writes,
     split_options,
     ui_parameters,
 )
-from artconv.errors import ArtconvError
 
 HELP = ("Neural style transfer: paint CONTENT in the style of STYLE image(s) or a style "
         "preset. Ctrl-C saves the current image and exits with 130.")
@@ -53,57 +53,66 @@ def _parameters() -> list[inspect.Parameter]:
 
 
 def style_command(**kwargs: Any) -> None:
-    from artconv.imageio import SAVE_FORMATS, load_image, save_image
-    from artconv.outputs import check_write_paths
-    from artconv.progress import Progress
-    from artconv.recipe import make_recipe
-    from artconv.style import StyleOptions, StyleTransfer, build_options, resolve_styles
+    from artconv.presets import options_for, resolve_sources
+    from artconv.style import StyleOptions
 
     overrides = split_options(StyleOptions, kwargs)
     ui = Ui(quiet=kwargs["quiet"], json=kwargs["json_out"])
     content_path = Path(kwargs["content"])
-    sources = resolve_styles(kwargs["styles"])
-    options = build_options(sources, kwargs["preset"], overrides)
+    sources = resolve_sources(kwargs["styles"], "style")
+    options = options_for("style", kwargs["preset"], overrides, named=sources.presets)
     options.blend_weights(len(sources.images))  # fail before the network loads
     inputs = [content_path, *[Path(p) for p in sources.images]]
-    init_image = [Path(options.init)] if options.init not in ("content", "noise") else []
     output = kwargs["output"] or Path.cwd() / (
         "_".join([content_path.stem, *sources.names]) + ".png")
-    if output.suffix.lower() not in SAVE_FORMATS:
-        raise ArtconvError(f"{output}: unsupported output format '{output.suffix}' (use "
-                           f"{', '.join(sorted(SAVE_FORMATS))})")
-    save_every = kwargs["save_every"]
+    check_picture_suffix(output)
+    _check_writes(options, output, inputs, kwargs["save_every"],
+                  "--output" if kwargs["output"] else "output")
+    _stylize(options, content_path, inputs, output, kwargs["save_every"], ui)
+
+
+def _check_writes(options: Any, output: Path, inputs: list[Path], save_every: int,
+                  label: str) -> None:
+    """The output and every --save-every step, checked before any work."""
+    from artconv.outputs import check_write_paths
+
+    init_image = [Path(options.init)] if options.init not in ("content", "noise") else []
     steps = sum(options.iterations_at(i) for i in range(len(options.ladder())))
-    check_write_paths(
-        planned_writes("--output" if kwargs["output"] else "output", output,
-                       [("--save-every", _step_path(output, k))
-                        for k in (range(save_every, steps + 1, save_every) if save_every
-                                  else ())]),
-        [*inputs, *init_image])
+    every = range(save_every, steps + 1, save_every) if save_every else ()
+    check_write_paths(planned_writes(label, output,
+                                     [("--save-every", _step_path(output, k)) for k in every]),
+                      [*inputs, *init_image])
 
+
+def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,
+             save_every: int, ui: Ui) -> None:
+    from artconv import registry
+    from artconv.engine import Interrupted
+    from artconv.io.images import load_image
+    from artconv.progress import Progress
+
+    spec = registry.get("style")
     content = load_image(content_path)  # read everything before the network loads
-    styles = [load_image(p) for p in sources.images]
-    st = StyleTransfer(options, progress=Progress(quiet=ui.quiet or ui.json))
-    st.check_sizes(content.shape[-2:], [s.shape[-2:] for s in styles],
-                   content_name=str(content_path), style_names=[str(p) for p in sources.images])
-    recipe = make_recipe("style", options, weights=st.fx.identity, inputs=inputs,
-                         device=st.device, precision=st.precision,
-                         loss_weights=dataclasses.asdict(st.weights), scales=options.ladder())
+    styles = [load_image(p) for p in inputs[1:]]
+    with Progress(quiet=ui.quiet or ui.json) as progress:
 
-    def callback(info: Any) -> None:
-        if save_every and info.total_step % save_every == 0:
-            step_path = _step_path(output, info.total_step)
-            save_image(info.image[0], step_path, recipe={**recipe, "step": info.total_step},
-                       inputs=inputs)
+        def callback(step: Any) -> None:
+            progress.on_step(step)
+            if save_every and step.done % save_every == 0:
+                spec.writer(st, step.image[0], _step_path(output, step.done), inputs=inputs,
+                            step=step.done)
 
-    ui.say(f"{content_path.name}: {options.output_size} px, {st.device} {st.precision}")
-    start = time.perf_counter()
-    try:
-        result = st.run(content, styles, callback=callback if save_every else None)
-    except KeyboardInterrupt:
-        _save_interrupted(st, output, recipe, inputs)
-        raise typer.Exit(130) from None
-    save_image(result[0], output, recipe=recipe, inputs=inputs)
+        st = spec.engine(options, callback=callback)
+        st.check_sizes(content.shape[-2:], [s.shape[-2:] for s in styles],
+                       content_name=str(content_path), style_names=list(map(str, inputs[1:])))
+        ui.say(f"{content_path.name}: {options.output_size} px, {st.device} {st.precision}")
+        start = time.perf_counter()
+        try:
+            result = st.run(content[None], styles=styles)
+        except Interrupted as stopped:
+            _save_interrupted(st, stopped.image, output, inputs)
+            raise typer.Exit(130) from None
+    spec.writer(st, result[0], output, inputs=inputs)
     seconds = time.perf_counter() - start
     ui.say(f"wrote {output} ({result.shape[-1]}x{result.shape[-2]}, {seconds:.1f} s)")
     ui.result({"output": str(output), "width": result.shape[-1], "height": result.shape[-2],
@@ -115,16 +124,15 @@ def _step_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
 
 
-def _save_interrupted(st: Any, output: Path, recipe: dict[str, Any],
-                      inputs: list[Path]) -> None:
+def _save_interrupted(st: Any, image: Any, output: Path, inputs: list[Path]) -> None:
+    from artconv import registry
     from artconv.cli.common import console
-    from artconv.imageio import save_image
 
-    image = st.current_image()
     if image is None or not bool(image.isfinite().all()):
         console.print("interrupted: no usable image yet, nothing written", highlight=False)
         return
-    save_image(image[0], output, recipe={**recipe, "interrupted": True}, inputs=inputs)
+    registry.get("style").writer(st, image[0] if image.dim() == 4 else image, output,
+                                 inputs=inputs, interrupted=True)
     console.print(f"interrupted: wrote the current image to {output}", highlight=False)
 
 

@@ -1,0 +1,342 @@
+"""Batch jobs: the plain records a batch is made of, planning them, and the checks that
+run before any work (nothing lost: no output over an input, no two jobs on one file).
+
+A batch is a list of `Job` records (JSON-serialisable: engine, input, styles, output,
+option overrides) that a runner executes (`artconv.batch.runner.render`). Engines are
+found in `artconv.registry`; nothing here imports torch.
+
+    jobs = artconv.batch.plan("style", "photos/*.jpg", styles=["starry.jpg"], out_dir="out")
+    report = artconv.batch.render(jobs, options={"style": StyleOptions(iterations=(300,))})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from artconv import registry
+from artconv.errors import ArtconvError
+from artconv.io.files import atomic_write_bytes, list_images
+from artconv.options import CoreOptions
+from artconv.outputs import check_write_paths, file_key, sidecar
+from artconv.presets import is_preset_name
+
+# At import, for older callers; the checks below read the registry itself.
+ENGINES = tuple(registry.ENGINES)
+DEFAULT_TEMPLATES = {name: spec.template for name, spec in registry.ENGINES.items()}
+_JOB_KEYS = {"engine", "input", "styles", "output", "options", "id"}
+
+
+# -- records ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One output to make. `options` are overrides on top of the batch's options."""
+
+    engine: str
+    input: str
+    output: str
+    styles: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    id: str = ""
+    # Where a manifest job came from ("jobs.jsonl:3"), for messages; not part of the record.
+    where: str = field(default="", compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "engine": self.engine, "input": self.input,
+                "styles": list(self.styles), "output": self.output,
+                "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "job",
+                  base: Path | None = None, engine: str | None = None) -> Job:
+        """A job from a manifest line; relative paths resolve against `base`."""
+        bad = sorted(set(data) - _JOB_KEYS)
+        if bad:
+            raise ArtconvError(f"{source}: unknown key {bad[0]!r} (allowed: "
+                               f"{', '.join(sorted(_JOB_KEYS))})")
+        engine = data.get("engine", engine or (_styles_engine() if data.get("styles") else None))
+        if engine not in registry.ENGINES:
+            raise ArtconvError(f"{source}: 'engine' must be one of "
+                               f"{', '.join(registry.ENGINES)}, "
+                               f"got {engine!r}")
+        if "input" not in data:
+            raise ArtconvError(f"{source}: missing 'input'")
+        styles = data.get("styles", ())
+        styles = (styles,) if isinstance(styles, str) else styles
+        if not isinstance(styles, list | tuple) or not all(isinstance(s, str) for s in styles):
+            raise ArtconvError(f"{source}: 'styles' must be a path/preset or a list of them")
+        styles = tuple(styles)
+        if registry.get(engine).takes_styles and not styles:
+            raise ArtconvError(f"{source}: a {engine} job needs 'styles'")
+        options = data.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ArtconvError(f"{source}: 'options' must be a table/object")
+        try:  # bad option names and values fail now, naming the line
+            registry.options_class(engine).from_dict(options, source=source)
+        except ArtconvError as exc:
+            raise option_error(source, exc) from None
+
+        def resolve(p: str) -> str:
+            path = Path(p).expanduser()
+            return str(path if path.is_absolute() or base is None else base / path)
+
+        content = resolve(str(data["input"]))
+        output = data.get("output") or str(Path(content).parent / _fill(
+            registry.get(engine).template, content, styles, 0, engine))
+        return cls(engine, content, resolve(str(output)),
+                   tuple(s if is_preset_name(s) else resolve(s) for s in styles),
+                   # from_dict takes "avg-rescale" too; replace() (at run time) does not
+                   {str(k).replace("-", "_"): v for k, v in options.items()},
+                   str(data.get("id", "")), where=source)
+
+
+def option_error(source: str, exc: ArtconvError) -> ArtconvError:
+    """`exc` (an options error, worded for the command line: "--size 0: ...") reworded for
+    the manifest line `source` that gave the value: "jobs.jsonl:3: option 'size': 0: ..."."""
+    text = str(exc)
+    if text.startswith(source):
+        return exc
+    m = re.match(r"--([a-z0-9][a-z0-9-]*):? (.*)", text, re.S)
+    if m:
+        return ArtconvError(f"{source}: option '{m[1].replace('-', '_')}': {m[2]}")
+    return ArtconvError(f"{source}: {text}")
+
+
+@dataclass
+class JobResult:
+    job: Job
+    status: str  # "done", "skipped", "failed" or "interrupted"
+    reason: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.job.to_dict(), "status": self.status, "reason": self.reason,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class BatchReport:
+    results: list[JobResult]
+    seconds: float
+    stats: dict[str, int] = field(default_factory=dict)  # e.g. style target computations
+    interrupted: bool = False  # stopped by Ctrl-C; jobs not run are marked "interrupted"
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return self.count("failed") == 0 and not self.interrupted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"done": self.count("done"), "skipped": self.count("skipped"),
+                "failed": self.count("failed"), "interrupted": self.interrupted,
+                "seconds": round(self.seconds, 3),
+                "stats": self.stats, "jobs": [r.to_dict() for r in self.results]}
+
+    def write(self, path: str | Path) -> Path:
+        return atomic_write_bytes(path, json.dumps(self.to_dict(), indent=1).encode())
+
+
+# -- planning --------------------------------------------------------------------------------
+def plan(engine: str, inputs: str | Path | Sequence[str | Path], *,
+         styles: Sequence[str | Path] = (), out_dir: str | Path | None = None,
+         template: str | None = None, blend: bool = False,
+         options: Mapping[str, Any] | None = None) -> list[Job]:
+    """Jobs for every input (x every style for `style`; with `blend` every input gets one job
+    with all the styles together). Output names come from `template`, with `{content}`,
+    `{style}`, `{index}` and `{engine}`; the default folder is each input's own."""
+    spec = registry.get(engine)
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    template = template or spec.template
+    if spec.takes_styles:
+        if not styles:
+            raise ArtconvError(f"batch {engine}: give at least one style (--styles)")
+        groups = [tuple(map(str, styles))] if blend else [(str(s),) for s in styles]
+    else:
+        groups = [()]
+    images = _batch_inputs(items, engine, template, groups)
+    jobs = []
+    for image in images:
+        for group in groups:
+            name = _fill(template, str(image), group, len(jobs), engine)
+            folder = Path(out_dir) if out_dir is not None else image.parent
+            jobs.append(Job(engine, str(image), str(folder / name), group,
+                            dict(options or {}), id=str(len(jobs))))
+    check_collisions(jobs)
+    return jobs
+
+
+def _batch_inputs(items: Sequence[str | Path], engine: str, template: str,
+                  groups: Sequence[tuple[str, ...]]) -> list[Path]:
+    """The images of `items`, less those found in folders and patterns that an earlier run
+    of this batch wrote (beside its inputs, by default), so a re-run skips them instead of
+    taking them as new inputs. An image named on its own is always an input."""
+    pattern = _template_pattern(template, engine, groups)
+    found: set[Path] = set()
+    dropped: list[Path] = []
+    for item in items:
+        if Path(item).is_file():
+            found.add(Path(item))
+            continue
+        for image in list_images(item):
+            if _written_by(image, engine, pattern):
+                dropped.append(image)
+            else:
+                found.add(image)
+    if not found and dropped:
+        raise ArtconvError(f"{dropped[0].parent}: holds only outputs of an earlier "
+                           f"{engine} batch (e.g. {dropped[0].name}); give the original "
+                           "images")
+    return sorted(found)
+
+
+def _template_pattern(template: str, engine: str,
+                      groups: Sequence[tuple[str, ...]]) -> re.Pattern[str] | None:
+    """A regex of the file names `template` makes for any content (last path part only)."""
+    styles = "|".join(re.escape("+".join(Path(s).stem for s in g) or "none") for g in groups)
+    fields = {"content": ".+", "style": f"(?:{styles})", "index": r"\d+",
+              "engine": re.escape(engine)}
+    regex = ""
+    try:
+        for literal, name, spec, conversion in string.Formatter().parse(Path(template).name):
+            regex += re.escape(literal)
+            if name is not None:
+                plain = not spec and not conversion
+                regex += fields.get(name, ".+") if plain else ".+"
+    except ValueError:  # a malformed template fails in _fill with its own message
+        return None
+    return re.compile(regex)
+
+
+def _written_by(image: Path, engine: str, pattern: re.Pattern[str] | None) -> bool:
+    """True when `image` is an output of this kind of batch: named by its template and
+    carrying an artconv recipe of its engine. A file named like an output but without a
+    recipe is the user's own, and stays an input (a job that would write over it is
+    refused by `check_collisions`)."""
+    if pattern is None or not pattern.fullmatch(image.name):
+        return False
+    from artconv.io.recipe import read_any_recipe
+
+    try:
+        recipe = read_any_recipe(image)
+    except (ArtconvError, OSError):
+        return False
+    return recipe.get("engine") == engine
+
+
+def _fill(template: str, content: str, styles: Sequence[str], index: int, engine: str) -> str:
+    style = "+".join(Path(s).stem for s in styles) or "none"
+    try:
+        return template.format(content=Path(content).stem, style=style, index=index,
+                               engine=engine)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ArtconvError(f"--template {template!r}: unknown field {exc} (use {{content}}, "
+                           "{style}, {index}, {engine})") from None
+
+
+def check_collisions(jobs: Sequence[Job], inputs: Iterable[str | Path] = ()) -> None:
+    """Two jobs writing one file, or a job writing (its output or its recipe sidecar) over
+    an input of the batch or one of `inputs` (a manifest), is an error before any work
+    starts (not a silent overwrite)."""
+    sources: dict[Any, str] = {}
+    for path in [*input_files(jobs), *inputs]:
+        sources.setdefault(file_key(path), str(path))
+    seen: dict[Any, Job] = {}
+    for job in jobs:
+        key = file_key(job.output)
+        if key in seen:
+            hint = ("give each line its own 'output'" if job.where else
+                    "give them distinct outputs (--template with {content} and {style})")
+            raise ArtconvError(f"{job.output}: jobs collide ({_describe(seen[key])} and "
+                               f"{_describe(job)} would both write it); {hint}")
+        for what, path in (("output", job.output), ("recipe", sidecar(job.output))):
+            src = sources.get(file_key(path))
+            if src is not None:
+                hint = ("give it another 'output'" if job.where else
+                        "choose another --out-dir or --template")
+                raise ArtconvError(f"{path}: {_describe(job)} would write its {what} over "
+                                   f"the input {src}; {hint}")
+        seen[key] = job
+
+
+def check_extra_writes(jobs: Sequence[Job], writes: Sequence[tuple[str, str | Path | None]],
+                       inputs: Iterable[str | Path] = ()) -> None:
+    """Files a batch writes besides its outputs (`--report`, `--sheet`): refused, naming the
+    option and the path, when one would overwrite an input of the batch or one of `inputs`,
+    a job's output or recipe, or the other, or cannot be written. Call before any work."""
+    check_write_paths(writes, [*input_files(jobs), *inputs])
+    owners: dict[Any, tuple[str, Job]] = {}
+    for job in jobs:
+        owners.setdefault(file_key(job.output), ("output", job))
+        owners.setdefault(file_key(sidecar(job.output)), ("recipe", job))
+        # A folder the batch creates for its outputs does not exist yet at this check.
+        owners.setdefault(file_key(Path(job.output).parent), ("output folder", job))
+    for label, path in writes:
+        if path is None:
+            continue
+        hit = owners.get(file_key(path))
+        if hit is not None:
+            raise ArtconvError(f"{label} {path}: is the {hit[0]} of {_describe(hit[1])}; "
+                               "refusing to overwrite it (choose another path)")
+
+
+def input_files(jobs: Sequence[Job], options: Iterable[CoreOptions] = ()) -> list[Path]:
+    """Every file the jobs read that exists as a path: contents, style images, the files and
+    local images of style presets, and weights and backbone files named in `options` or in
+    the jobs' overrides. (A preset's URL images live in the download cache, not here.)"""
+    from artconv.presets import find_preset, resolve_image_ref
+
+    found: dict[str, None] = {}
+    presets: set[str] = set()
+    for job in jobs:
+        found[job.input] = None
+        for style in job.styles:
+            if is_preset_name(style):
+                presets.add(style)
+            else:
+                found[style] = None
+        for name in ("weights", "backbone"):
+            value = job.options.get(name)
+            if isinstance(value, str):
+                found.update(dict.fromkeys(_option_file(name, value)))
+    for opts in options:
+        found.update(dict.fromkeys(_option_file("weights", opts.weights)))
+        found.update(dict.fromkeys(_option_file("backbone", opts.backbone)))
+    for name in sorted(presets):
+        try:
+            preset = find_preset(name)
+        except ArtconvError:  # an unknown preset fails its jobs when they run
+            continue
+        found[str(preset.path)] = None
+        for ref in preset.images:
+            if not ref.startswith(("http://", "https://")):
+                found[str(resolve_image_ref(ref, preset.path.parent))] = None
+    return [Path(p) for p in found]
+
+
+def _option_file(name: str, value: str | None) -> list[str]:
+    if not value:
+        return []
+    path = value.rpartition(":")[0] if name == "backbone" and ":" in value else value
+    return [path] if os.path.isfile(path) else []
+
+
+def _describe(job: Job) -> str:
+    """The job in a message: its manifest line, else its input (x styles)."""
+    if job.where:
+        return f"the job of {job.where}"
+    styles = "+".join(Path(s).stem for s in job.styles)
+    return f"job {Path(job.input).name} x {styles}" if styles else \
+        f"job {Path(job.input).name}"
+
+
+def _styles_engine() -> str | None:
+    """The engine a manifest job with styles and no engine is for."""
+    return next((n for n, spec in registry.ENGINES.items() if spec.takes_styles), None)

@@ -1,0 +1,212 @@
+"""The local runner: a batch's jobs in this process, whatever their engine.
+
+Jobs are grouped by (engine, options, styles). Each group's engine is built once from the
+registry (`spec.engine(options, extractor=..., callback=...)`) on a network shared by every
+group that names the same one; `batch_size` inputs of one size run as one `(K, 3, H, W)`
+call, and each result is saved by the engine's writer with the engine's recipe. Engines
+that stream a job to disk themselves (features: memory-mapped arrays) run job by job
+through their registry `job_runner`. Progress reaches the display through the engines'
+step callback (`Progress.on_step`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from artconv import registry
+from artconv.batch.jobs import Job, JobResult, option_error
+from artconv.batch.runner import reason, recorder
+from artconv.engine import Step
+from artconv.errors import ArtconvError
+from artconv.io.images import fit_longest, image_hw, load_image
+from artconv.networks import ExtractorCache
+from artconv.options import CoreOptions
+from artconv.presets import is_preset_name, options_for, resolve_sources
+from artconv.progress import Progress
+
+Record = Callable[[JobResult], Any]
+Member = tuple[Job, CoreOptions]
+
+
+class LocalRunner:
+    """Runs jobs in this process: one network per distinct network options, one engine per
+    distinct options, `batch_size` same-sized inputs of a group run together."""
+
+    def __init__(self) -> None:
+        self.networks = ExtractorCache()
+        self._engines: dict[tuple[str, str], Any] = {}
+        self._counted: dict[int, int] = {}
+        self.stats: dict[str, int] = defaultdict(int)
+        self.running: list[Job] = []
+        self._progress: Progress | None = None
+
+    def run(self, jobs: Sequence[Job], options: Mapping[str, CoreOptions], *, batch_size: int,
+            progress: Progress, on_result: Record = lambda r: None) -> list[JobResult]:
+        results: list[JobResult] = []
+        report = recorder(results, on_result, progress)
+
+        def record(result: JobResult) -> None:
+            self.running = [j for j in self.running if j is not result.job]
+            report(result)
+
+        self.running, self._progress = [], progress
+        try:
+            for (name, _, _), members in self._groups(jobs, options, record).items():
+                spec = registry.get(name)
+                if spec.job_runner_path:
+                    self._run_each(spec, members, record)
+                else:
+                    self._run_batched(spec, members, batch_size, record)
+        finally:
+            self._progress = None
+        return results
+
+    def _groups(self, jobs: Sequence[Job], options: Mapping[str, CoreOptions],
+                record: Record) -> dict[tuple, list[Member]]:
+        """Jobs by (engine, options, styles), each with its options: the batch's, under the
+        options of presets named as styles, under the job's own."""
+        groups: dict[tuple, list[Member]] = defaultdict(list)
+        for job in jobs:
+            try:
+                named = [s for s in job.styles if is_preset_name(s)]
+                opts = options_for(job.engine, overrides=job.options, named=named,
+                                   base=options[job.engine])
+            except ArtconvError as exc:
+                record(JobResult(job, "failed", str(option_error(job.where, exc)
+                                                     if job.where else exc)))
+                continue
+            groups[(job.engine, options_key(opts), job.styles)].append((job, opts))
+        return groups
+
+    # -- engines and networks ----------------------------------------------------------------
+    def network(self, opts: CoreOptions) -> Any:
+        """The extractor for `opts`, loaded once per distinct network."""
+        before = self.networks.loaded
+        extractor = self.networks.get(opts)
+        self.stats["networks_loaded"] += self.networks.loaded - before
+        return extractor
+
+    def engine(self, spec: registry.EngineSpec, opts: CoreOptions) -> Any:
+        """The engine of `spec` for `opts`, built once; it reports to this runner's display."""
+        key = (spec.name, options_key(opts))
+        if key not in self._engines:
+            self._engines[key] = spec.engine(opts, extractor=self.network(opts),
+                                             callback=self._on_step)
+        return self._engines[key]
+
+    def _on_step(self, step: Step) -> None:
+        if self._progress is not None:
+            self._progress.on_step(step)
+
+    def _count(self, spec: registry.EngineSpec, engine: Any) -> None:
+        """Add the work an engine reports having done (style targets computed) to stats."""
+        done = getattr(engine, "target_computations", 0)
+        new = done - self._counted.get(id(engine), 0)
+        if new:
+            self.stats[f"{spec.name}_targets_computed"] += new
+            self._counted[id(engine)] = done
+
+    # -- running -----------------------------------------------------------------------------
+    def _run_batched(self, spec: registry.EngineSpec, members: list[Member], batch_size: int,
+                     record: Record) -> None:
+        job0, opts = members[0]
+        try:
+            engine = self.engine(spec, opts)
+            sources, inputs = style_inputs(spec, job0)
+        except Exception as exc:  # noqa: BLE001 - a bad style fails its jobs, not the batch
+            for job, _ in members:
+                record(JobResult(job, "failed", reason(exc)))
+            return
+        for jobs in same_sized(spec, members, opts, batch_size, record):
+            self.running = list(jobs)
+            chunk = loaded(spec, jobs, opts, record)
+            if chunk:
+                self._run_chunk(spec, engine, chunk, inputs, sources, record)
+
+    def _run_chunk(self, spec: registry.EngineSpec, engine: Any,
+                   chunk: list[tuple[Job, torch.Tensor]], inputs: Mapping[str, Any],
+                   sources: Sequence[str], record: Record) -> None:
+        """One engine call on the chunk's inputs stacked, then each result written."""
+        start = time.perf_counter()
+        try:
+            result = engine.run(torch.stack([image for _, image in chunk]), **inputs)
+        except Exception as exc:  # noqa: BLE001 - one bad chunk must not stop the batch
+            for job, _ in chunk:
+                record(JobResult(job, "failed", reason(exc), time.perf_counter() - start))
+            return
+        finally:
+            self._count(spec, engine)
+        seconds = (time.perf_counter() - start) / len(chunk)
+        for (job, _), out in zip(chunk, result, strict=True):
+            record(guarded(job, lambda j=job, o=out: spec.writer(
+                engine, o, j.output, inputs=[j.input, *sources]), seconds))
+
+    def _run_each(self, spec: registry.EngineSpec, members: list[Member],
+                  record: Record) -> None:
+        """Engines that write a job's result themselves, one job at a time."""
+        run_job = spec.job_runner
+        for job, opts in members:
+            self.running = [job]
+            record(guarded(job, lambda j=job, o=opts: run_job(
+                j.input, j.output, o, extractor=self.network(o), callback=self._on_step)))
+
+
+def guarded(job: Job, work: Callable[[], Any], seconds: float = 0.0) -> JobResult:
+    """`work()` for `job`: done, or failed with the reason (one bad input must not stop the
+    batch); `seconds` already spent on it are added to its time."""
+    start = time.perf_counter()
+    try:
+        work()
+    except Exception as exc:  # noqa: BLE001 - one bad input must not stop the batch
+        return JobResult(job, "failed", reason(exc), seconds + time.perf_counter() - start)
+    return JobResult(job, "done", seconds=seconds + time.perf_counter() - start)
+
+
+def style_inputs(spec: registry.EngineSpec, job: Job) -> tuple[list[str], dict[str, Any]]:
+    """The files behind a job's styles (for its recipe) and the engine's style inputs; none
+    for an engine that takes no styles."""
+    if not spec.takes_styles:
+        return [], {}
+    images = resolve_sources(job.styles, spec.name).images
+    return [str(p) for p in images], {"styles": [load_image(p) for p in images]}
+
+
+def same_sized(spec: registry.EngineSpec, members: Sequence[Member], opts: CoreOptions,
+               batch_size: int, record: Record) -> Iterator[list[Job]]:
+    """Up to `batch_size` jobs whose inputs load at one size, from their headers: a batch of
+    thousands of photos is never decoded all at once. An unreadable input fails alone."""
+    size = spec.load_size(opts)
+    by_size: dict[tuple[int, int], list[Job]] = defaultdict(list)
+    for job, _ in members:
+        try:
+            hw = image_hw(job.input)
+        except ArtconvError as exc:
+            record(JobResult(job, "failed", str(exc)))
+            continue
+        by_size[fit_longest(hw, size) if size else hw].append(job)
+    for same in by_size.values():
+        for i in range(0, len(same), batch_size):
+            yield same[i:i + batch_size]
+
+
+def loaded(spec: registry.EngineSpec, jobs: Sequence[Job], opts: CoreOptions,
+           record: Record) -> list[tuple[Job, torch.Tensor]]:
+    """The jobs' inputs, loaded as the engine takes them; one that fails fails its job."""
+    chunk = []
+    for job in jobs:
+        try:
+            chunk.append((job, load_image(job.input, spec.load_size(opts))))
+        except ArtconvError as exc:
+            record(JobResult(job, "failed", str(exc)))
+    return chunk
+
+
+def options_key(opts: CoreOptions) -> str:
+    """Options as text: jobs whose options are equal share an engine."""
+    return json.dumps(opts.to_dict(), sort_keys=True, default=str)

@@ -1,0 +1,268 @@
+"""Distributed batch rendering on a Ray cluster: `artconv batch ... --engine ray`.
+
+`RayRunner` implements the batch `Runner` protocol, so `artconv.batch.render` keeps its
+semantics (existing outputs skipped before anything is sent, the same report and summary).
+Each group of `batch_size` jobs (same engine, styles and overrides) is one call on a Ray
+actor; every actor holds a `LocalRunner` for its lifetime, so a worker loads each network
+and computes each style's targets once, and keeps them on its own GPU.
+
+Why actors and not tasks with a per-process cached runner: Ray never reuses a task's worker
+process after a GPU task (`max_calls=1` is its default when `num_gpus > 0`), so a cached
+model would be reloaded for every task; forcing reuse (`max_calls=0`) risks a process whose
+CUDA context was made for one GPU being handed another. An actor owns its GPU and process
+for the whole batch. On CPU both designs measure the same (benchmarks/bench_ray.py).
+
+Only plain records cross the wire: `Job.to_dict()` and each engine's `options.to_dict()` go
+out, `JobResult` dicts come back. Inputs, styles, backbone files and the output folder must
+be at the same path on every node (shared storage); relative job paths are made absolute
+against the driver's working directory before they are sent.
+
+Worker death: an actor whose process dies (killed, OOM, node lost) is restarted by Ray and
+its in-flight call retried there, up to `max_retries` times per call; after that its jobs
+fail with the reason and the batch goes on. Outputs are written atomically, so a killed
+attempt leaves no partial output, but it can leave a hidden `.NAME.*.tmp` beside it; when
+every call has finished the driver removes such temp files of this batch's outputs (no
+attempt can be writing them any more).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from artconv import registry
+from artconv.batch.jobs import Job, JobResult
+from artconv.batch.runner import reason, recorder
+from artconv.errors import ArtconvError
+from artconv.options import CoreOptions
+from artconv.outputs import sweep_temporaries
+from artconv.presets import is_preset_name
+from artconv.progress import Progress
+
+if TYPE_CHECKING:
+    from artconv.batch.local import LocalRunner
+
+INSTALL_HINT = "--engine ray: Ray is not installed; pip install 'artconv[ray]'"
+
+
+def import_ray() -> Any:
+    """The `ray` module, or an ArtconvError with the install hint."""
+    try:
+        import ray
+    except ImportError:
+        raise ArtconvError(INSTALL_HINT) from None
+    return ray
+
+
+class RayRunner:
+    """Runs batch jobs on a Ray cluster, one actor per `cpus_per_job`/`gpus_per_job` slot.
+
+    `address`: "auto" (a running cluster, else a new local one) or HOST:PORT; ignored when
+    this process already called `ray.init`. `worker_runner` builds the runner each worker
+    uses (default `LocalRunner`); it must be picklable (an extension point for tests).
+    """
+
+    def __init__(self, address: str = "auto", *, gpus_per_job: float = 0.0,
+                 cpus_per_job: float = 1.0, max_retries: int = 2,
+                 worker_runner: Callable[[], LocalRunner] | None = None,
+                 max_workers: int | None = None) -> None:
+        self._ray = import_ray()
+        if gpus_per_job < 0 or cpus_per_job < 0:
+            raise ArtconvError("--gpus-per-job/--cpus-per-job: must not be negative")
+        if max_retries < 0:
+            raise ArtconvError(f"--max-retries {max_retries}: must not be negative")
+        self.address = address
+        self.gpus_per_job = float(gpus_per_job)
+        self.cpus_per_job = float(cpus_per_job)
+        self.max_retries = int(max_retries)
+        self.worker_runner = worker_runner
+        self.max_workers = max_workers
+        self.stats: dict[str, int] = defaultdict(int)
+        self.running: list[Job] = []  # jobs of the calls in flight (for a Ctrl-C report)
+
+    # -- Runner protocol -----------------------------------------------------------------
+    def run(self, jobs: Sequence[Job], options: Mapping[str, CoreOptions], *,
+            batch_size: int, progress: Progress,
+            on_result: Callable[[JobResult], Any] = lambda r: None) -> list[JobResult]:
+        if not jobs:
+            return []
+        records = {e: _option_record(e, options[e]) for e in sorted({j.engine for j in jobs})}
+        chunks = deque(_chunks(jobs, batch_size))
+        results: list[JobResult] = []
+        record = recorder(results, on_result, progress)
+
+        ray = self._ray
+        started = self._connect()
+        actors: list[Any] = []
+        try:
+            actors = self._start_workers(len(chunks))
+            progress.log(f"ray: {len(actors)} workers, {len(chunks)} tasks")
+            idle = list(actors)
+            busy: dict[Any, tuple[Any, list[Job]]] = {}
+            pids: set[int] = set()
+            while chunks or busy:
+                while chunks and idle:
+                    actor, chunk = idle.pop(), chunks.popleft()
+                    ref = actor.render.remote([_shipped(j).to_dict() for j in chunk], records,
+                                              batch_size)
+                    busy[ref] = (actor, chunk)
+                self.running = [j for _, chunk in busy.values() for j in chunk]
+                ready, _ = ray.wait(list(busy), num_returns=1)
+                for ref in ready:
+                    actor, chunk = busy.pop(ref)
+                    idle.append(actor)
+                    self.stats["ray_tasks"] += 1
+                    try:
+                        payload = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        reason = self._failure_reason(exc)
+                        for job in chunk:
+                            record(JobResult(job, "failed", reason))
+                        continue
+                    pids.add(payload["pid"])
+                    for key, value in payload["stats"].items():
+                        self.stats[key] += value
+                    for result in _results(chunk, payload["results"]):
+                        record(result)
+            self.stats["ray_workers"] = len(pids)
+        except BaseException:
+            for actor in actors:  # stop in-flight work (Ctrl-C) before sweeping temp files
+                ray.kill(actor)
+            actors = []
+            raise
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+            swept = sweep_temporaries(j.output for j in jobs)
+            if swept:
+                self.stats["temp_files_swept"] += len(swept)
+            if started:
+                ray.shutdown()
+        return results
+
+    # -- cluster -------------------------------------------------------------------------
+    def _connect(self) -> bool:
+        """Join the cluster; True when this call started Ray (and so must shut it down)."""
+        ray = self._ray
+        if ray.is_initialized():
+            return False
+        quiet = {"logging_level": "WARNING", "configure_logging": True}
+        try:
+            if self.address == "auto":
+                try:
+                    ray.init(address="auto", **quiet)
+                except ConnectionError:
+                    ray.init(**quiet)
+            else:
+                ray.init(address=self.address, **quiet)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise ArtconvError(f"--address {self.address}: cannot join a Ray cluster "
+                               f"({str(exc).splitlines()[0]})") from None
+        return True
+
+    def _slots(self) -> int:
+        total = self._ray.cluster_resources()
+        slots = []
+        for name, per_job, flag in (("CPU", self.cpus_per_job, "--cpus-per-job"),
+                                    ("GPU", self.gpus_per_job, "--gpus-per-job")):
+            if per_job > 0:
+                have = float(total.get(name, 0.0))
+                if have < per_job:
+                    raise ArtconvError(f"{flag} {per_job:g}: the Ray cluster has "
+                                       f"{have:g} {name}s")
+                slots.append(int(have // per_job))
+        return min(slots) if slots else max(1, int(total.get("CPU", 1)))
+
+    def _start_workers(self, tasks: int) -> list[Any]:
+        n = min(tasks, self._slots(), self.max_workers or tasks)
+        cls = self._ray.remote(_Worker).options(
+            num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_restarts=-1,
+            max_task_retries=self.max_retries, scheduling_strategy="SPREAD")
+        return [cls.remote(self.worker_runner) for _ in range(max(1, n))]
+
+    def _failure_reason(self, exc: BaseException) -> str:
+        ray = self._ray
+        cause = getattr(exc, "cause", None)
+        if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, BaseException):
+            return reason(cause)
+        if isinstance(exc, ray.exceptions.RayActorError):
+            return (f"Ray worker died on all {self.max_retries + 1} attempt(s) "
+                    f"(max_retries {self.max_retries}): {_first_line(exc)}")
+        return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+# -- worker side -------------------------------------------------------------------------
+class _Worker:
+    """A Ray actor: one runner (networks, engines, style targets cached) for its lifetime."""
+
+    def __init__(self, factory: Callable[[], LocalRunner] | None = None) -> None:
+        from artconv.batch.local import LocalRunner
+
+        self.runner = factory() if factory is not None else LocalRunner()
+
+    def render(self, job_records: list[dict[str, Any]], option_records: dict[str, dict],
+               batch_size: int) -> dict[str, Any]:
+        return render_records(self.runner, job_records, option_records, batch_size)
+
+
+def render_records(runner: LocalRunner, job_records: Sequence[Mapping[str, Any]],
+                   option_records: Mapping[str, Mapping[str, Any]], batch_size: int,
+                   ) -> dict[str, Any]:
+    """Rebuild jobs and options from plain records, run them on `runner` and return plain
+    results: {"results": [JobResult dict + "index"], "stats": counters added, "pid"}."""
+    jobs = [Job(r["engine"], r["input"], r["output"], tuple(r["styles"]),
+                dict(r["options"]), r["id"]) for r in job_records]
+    options = {e: registry.options_class(e).from_dict(dict(d), source=f"{e} options")
+               for e, d in option_records.items()}
+    before = dict(runner.stats)
+    done = runner.run(jobs, options, batch_size=batch_size, progress=Progress(quiet=True))
+    index = {id(j): i for i, j in enumerate(jobs)}
+    return {"results": [{**r.to_dict(), "index": index[id(r.job)]} for r in done],
+            "stats": {k: v - before.get(k, 0) for k, v in runner.stats.items()
+                      if v != before.get(k, 0)},
+            "pid": os.getpid()}
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _chunks(jobs: Sequence[Job], batch_size: int) -> list[list[Job]]:
+    """Groups of up to `batch_size` jobs that a worker can optimise together (same engine,
+    styles and overrides), in first-seen order."""
+    groups: dict[tuple, list[Job]] = defaultdict(list)
+    for job in jobs:
+        key = (job.engine, job.styles, repr(sorted(job.options.items())))
+        groups[key].append(job)
+    return [members[i:i + batch_size] for members in groups.values()
+            for i in range(0, len(members), batch_size)]
+
+
+def _shipped(job: Job) -> Job:
+    """The job with absolute paths (a worker's working directory is not the driver's)."""
+    return dataclasses.replace(
+        job, input=os.path.abspath(job.input), output=os.path.abspath(job.output),
+        styles=tuple(s if is_preset_name(s) else os.path.abspath(s) for s in job.styles))
+
+
+def _option_record(engine: str, options: CoreOptions) -> dict[str, Any]:
+    defaults = type(options)()
+    for f in dataclasses.fields(options):
+        if not f.metadata.get("cli", True) and getattr(options, f.name) != getattr(defaults,
+                                                                                  f.name):
+            raise ArtconvError(f"--engine ray: {engine} option {f.name!r} holds a Python "
+                               "object that is not sent to workers; use the local engine")
+    return options.to_dict()
+
+
+def _results(chunk: Sequence[Job], records: Sequence[Mapping[str, Any]]) -> list[JobResult]:
+    out = {int(r["index"]): JobResult(chunk[int(r["index"])], r["status"], r["reason"],
+                                      float(r["seconds"])) for r in records}
+    return [out.get(i, JobResult(job, "failed", "Ray worker returned no result"))
+            for i, job in enumerate(chunk)]
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."

@@ -1,0 +1,1 @@
+"""Files in and out: images, recipes, colour conversions, contact sheets, output writers."""

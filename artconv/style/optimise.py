@@ -1,0 +1,166 @@
+"""The optimisation at one scale: the objective (weighted content, style and TV losses of a
+batch) and `ScaleRun`, the state one scale keeps (one leaf per image, its optimisers, the
+iterate average) with its step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from artconv.device import fp32
+from artconv.io import color
+from artconv.style import losses
+from artconv.style.options import StyleOptions
+from artconv.style.targets import Net, StyleTargets
+from artconv.style.weights import LossWeights
+
+LBFGS_HISTORY = 100  # neural-style's (torch's) default; ~2 x 100 image copies of memory
+
+AdamState = list[dict[str, Any]]  # per image, carried from one scale to the next
+
+
+class Objective:
+    """The weighted losses of a batch at one scale: `(3, K)` rows content, style, tv."""
+
+    def __init__(self, net: Net, options: StyleOptions, weights: LossWeights,
+                 content_targets: dict[str, torch.Tensor], targets: StyleTargets) -> None:
+        self.net, self.options, self.weights = net, options, weights
+        self.content_targets, self.targets = content_targets, targets
+        self.layers = list(dict.fromkeys([*content_targets, *targets.layers]))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        w, opts = self.weights, self.options
+        feats = self.net.features(x if x.shape[1] == 3 else x.expand(-1, 3, -1, -1),
+                                  self.layers)
+        with fp32():
+            zero = x.new_zeros(x.shape[0])
+            content = sum((losses.content_loss(feats[name], target)
+                           for name, target in self.content_targets.items()), zero)
+            if self.content_targets:
+                content = content / len(self.content_targets)
+            style = zero
+            for name, lw in zip(opts.style_layers, w.style_layers, strict=True):
+                target = self.targets.layers[name]
+                if isinstance(target, losses.GaussianTarget):
+                    style = style + lw * losses.w2_loss(feats[name], target)
+                else:
+                    style = style + lw * losses.gram_loss(feats[name], target)
+            tv = losses.tv_loss(x, opts.tv_loss)
+            return torch.stack([w.content * content, w.style * style, w.tv * tv])
+
+
+class EMA:
+    """Bias-corrected exponential moving average of the iterates (as Adam's moments)."""
+
+    def __init__(self, start: torch.Tensor, decay: float) -> None:
+        self.decay, self.accum = decay, 1.0
+        self.value = torch.zeros_like(start)
+        self.update(start)
+
+    def update(self, x: torch.Tensor) -> None:
+        self.accum *= self.decay
+        self.value.mul_(self.decay).add_(x, alpha=1 - self.decay)
+
+    def get(self) -> torch.Tensor:
+        return self.value / (1 - self.accum)
+
+
+@dataclass
+class ScaleRun:
+    """What one scale of a run keeps: the images being optimised (one leaf per image), the
+    optimisers, the iterate average, and the content the result is composed with."""
+
+    params: list[torch.Tensor]
+    optimizers: list[torch.optim.Optimizer]
+    adam: bool
+    ema: EMA | None
+    content: torch.Tensor  # (K,3,h,w) at this scale: luminance mode recolours with it
+    lum: bool
+
+    @classmethod
+    def start(cls, x: torch.Tensor, content: torch.Tensor, options: StyleOptions, lum: bool,
+              adam_state: AdamState | None) -> ScaleRun:
+        """Start a scale from `x` (K,C,h,w), Adam warm-started from the previous scale."""
+        # One leaf per image: L-BFGS then keeps a history per image (a joint history would
+        # couple the images), and Adam's per-element update is unchanged by the split.
+        # Contiguous: clone() keeps odd strides (a 1x1 image's (3,1,1) tensor passes for
+        # channels_last, and interpolation keeps that), and L-BFGS views each grad flat.
+        params = [x[i:i + 1].detach().clone(memory_format=torch.contiguous_format)
+                  .requires_grad_(True) for i in range(x.shape[0])]
+        adam = options.optimizer == "adam"
+        if adam:
+            optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(
+                params, lr=options.learning_rate(), betas=(0.9, 0.99))]
+            if adam_state is not None:
+                warm_start(optimizers[0], params, adam_state)
+        else:  # max_iter=1: one loss evaluation per step(); the history survives the calls
+            optimizers = [torch.optim.LBFGS([p], lr=options.learning_rate(), max_iter=1,
+                                            history_size=LBFGS_HISTORY, tolerance_grad=-1,
+                                            tolerance_change=-1) for p in params]
+        ema = EMA(torch.cat(params).detach(), options.avg_decay) if options.avg_decay else None
+        return cls(params, optimizers, adam, ema, content, lum)
+
+    def evaluate(self, objective: Objective, read: bool) -> torch.Tensor | None:
+        """Losses and gradients at the current images; the (3, K) losses on the host when
+        `read` (the one host sync of a step), else None."""
+        for p in self.params:
+            p.grad = None
+        parts = objective(torch.cat(self.params))
+        parts.sum().backward()
+        return parts.detach().double().cpu() if read else None
+
+    def advance(self, per_image: Sequence[float]) -> None:
+        """One optimiser step from the gradients `evaluate` left (L-BFGS needs each image's
+        loss, read in `evaluate`)."""
+        if self.adam:
+            self.optimizers[0].step()
+            with torch.no_grad():
+                for p in self.params:
+                    p.clamp_(0, 1)  # the box constraint, as crowsonkb
+        else:
+            for opt_k, loss_k in zip(self.optimizers, per_image, strict=True):
+                opt_k.step(lambda loss_k=loss_k: loss_k)  # gradient is already in .grad
+        if self.ema is not None:
+            self.ema.update(torch.cat(self.params).detach())
+
+    def iterate(self) -> torch.Tensor:
+        """The result of this scale so far (K,C,h,w): the averaged iterate if averaging."""
+        with torch.no_grad():
+            if self.ema is not None:
+                return self.ema.get().clamp(0, 1)
+            return torch.cat(self.params).detach()
+
+    def current(self) -> torch.Tensor:
+        """The current result as an RGB image (K,3,h,w) in [0, 1]."""
+        y = self.ema.get() if self.ema is not None else torch.cat(self.params).detach()
+        y = y.clamp(0, 1)
+        return color.with_luminance(y, self.content).clamp(0, 1) if self.lum else y
+
+    def adam_state(self) -> AdamState | None:
+        """Adam's moments per image, for the next scale's warm start."""
+        if not self.adam:
+            return None
+        return [dict(self.optimizers[0].state[p]) for p in self.params]
+
+
+def warm_start(opt: torch.optim.Adam, params: list[torch.Tensor], old: AdamState) -> None:
+    """Carry Adam's moments to the new scale, resized (crowsonkb's scale_adam)."""
+    for p, state in zip(params, old, strict=True):
+        if not state:
+            continue
+        hw = p.shape[-2:]
+        opt.state[p] = {
+            "step": state["step"].clone(),
+            "exp_avg": F.interpolate(state["exp_avg"], size=hw, mode="bicubic"),
+            "exp_avg_sq": F.interpolate(state["exp_avg_sq"], size=hw, mode="bilinear").relu_(),
+        }
+
+
+def loss_figures(values: torch.Tensor) -> dict[str, float]:
+    """The losses of a batch (3, K) summed over the batch, and their total."""
+    content, style, tv = (float(v) for v in values.sum(1))
+    return {"content": content, "style": style, "tv": tv, "loss": content + style + tv}

@@ -1,0 +1,114 @@
+"""The commands drive every engine the same way, in-process through `main(argv)`: progress
+reaches the display through the engines' step callback (`Progress.on_step`), Ctrl-C saves
+the picture so far with its recipe and exits 130, `--json` prints only JSON and `--quiet`
+draws nothing, and a batch reports its jobs' steps through the same adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from artconv import registry
+from artconv.io.images import load_image, read_recipe
+from artconv.progress import Progress
+from tests.conftest import make_image, run_cli
+
+ENGINES = sorted(registry.ENGINES)
+OUTPUT = {"style": "out.png", "dream": "out.png", "features": "out.npy"}
+FLAGS = {
+    "style": ["--size", "32", "--iterations", "3", "--content-layers", "r2",
+              "--style-layers", "r1,r2"],
+    "dream": ["--layers", "r3", "--octaves", "2", "--steps", "2"],
+    "features": ["--layers", "r1,r2"],
+}
+
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    content = make_image(tmp_path / "c.png", (32, 32), seed=1)
+    style = make_image(tmp_path / "s.png", (32, 32), seed=2)
+    return content, style
+
+
+def argv(name: str, inputs, backbone: Path, output: Path, *extra: str) -> list[str]:
+    content, style = inputs
+    given = [str(content), str(style)] if registry.get(name).takes_styles else [str(content)]
+    return [name, *given, "-o", str(output), "--backbone", f"{backbone}:build",
+            "--precision", "fp32", "--device", "cpu", *FLAGS[name], *extra]
+
+
+@pytest.fixture
+def steps(monkeypatch):
+    """Every step record the display is given."""
+    seen: list = []
+    original = Progress.on_step
+
+    def on_step(self, step):
+        seen.append(step)
+        return original(self, step)
+
+    monkeypatch.setattr(Progress, "on_step", on_step)
+    return seen
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_each_command_shows_its_engines_steps_and_prints_json_only(
+        name, inputs, backbone_file, tmp_path, capsys, steps):
+    out = tmp_path / OUTPUT[name]
+    code, stdout, err = run_cli(argv(name, inputs, backbone_file, out, "--json"), capsys)
+    assert code == 0, err
+    assert steps and {s.engine for s in steps} == {name}
+    assert [s.done for s in steps] == list(range(1, len(steps) + 1))
+    json.loads(stdout)  # stdout holds the JSON result and nothing else
+    assert err.strip() == ""  # --json draws no progress
+    assert out.exists()
+
+
+@pytest.mark.parametrize("name", [n for n in ENGINES if n != "features"])
+def test_ctrl_c_saves_the_picture_so_far_and_exits_130(name, inputs, backbone_file, tmp_path,
+                                                        capsys, monkeypatch):
+    calls = []
+
+    def on_step(self, step):
+        calls.append(step)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Progress, "on_step", on_step)
+    out = tmp_path / "partial.png"
+    code, _, err = run_cli(argv(name, inputs, backbone_file, out), capsys)
+    assert code == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert load_image(out).shape == (3, 32, 32)
+    recipe = read_recipe(out)
+    assert recipe["interrupted"] is True and recipe["engine"] == name
+
+
+def test_quiet_draws_nothing_and_style_save_every_writes_steps(inputs, backbone_file,
+                                                                tmp_path, capsys):
+    out = tmp_path / "styled.png"
+    code, stdout, err = run_cli(argv("style", inputs, backbone_file, out, "--save-every", "2",
+                                     "-q"), capsys)
+    assert code == 0, err
+    assert stdout == "" and err == ""
+    step = tmp_path / "styled_00002.png"
+    assert read_recipe(step)["step"] == 2
+    assert {k: v for k, v in read_recipe(step).items() if k not in ("step", "created")} == {
+        k: v for k, v in read_recipe(out).items() if k != "created"}
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_a_batch_shows_its_jobs_steps_through_the_same_adapter(name, inputs, backbone_file,
+                                                               tmp_path, capsys, steps):
+    content, style = inputs
+    extra = ["--styles", str(style)] if registry.get(name).takes_styles else []
+    code, stdout, err = run_cli(["batch", name, str(content), *extra, "--out-dir",
+                                 str(tmp_path / "out"), "--backbone",
+                                 f"{backbone_file}:build", "--precision", "fp32",
+                                 "--device", "cpu", *FLAGS[name], "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["done"] == 1
+    assert steps and {s.engine for s in steps} == {name}
