@@ -25,7 +25,7 @@ def network_key(options: CoreOptions) -> tuple:
     The seed counts only where it makes the weights (random VGG weights)."""
     seed = options.seed if options.weights == "random" and not options.backbone else None
     return (options.arch, options.weights, options.preprocess, options.pooling,
-            options.avg_rescale, options.backbone, seed)
+            options.avg_rescale, options.seamless, options.backbone, seed)
 
 
 class ExtractorCache:

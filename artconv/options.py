@@ -110,6 +110,9 @@ class CoreOptions(Options):
     avg_rescale: bool = opt(
         False, "With --pooling avg, scale each avg pool so its output RMS matches max "
         "pooling's (factors calibrated once on 1/f noise).")
+    seamless: bool = opt(
+        False, "Seamless texture: every convolution and pool pads circularly (the image is "
+        "seen as wrapping around), so the result tiles without a seam.")
     backbone: str | None = opt(
         None, "Own network instead of VGG: FILE.py:FUNCTION returning an nn.Sequential "
         "(RGB [0,1] input) or an artconv.Backbone.")

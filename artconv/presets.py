@@ -6,6 +6,8 @@ A preset file `styles/NAME.toml` holds
     engine = "style"            # or "dream", "features"
     images = ["starry.jpg"]     # optional: style/guide images, paths (relative to the
                                 # file) or http(s) URLs (downloaded once into a cache)
+    licence = "public domain"   # optional: the images' licence, and where they come from
+    source = "https://commons.wikimedia.org/wiki/File:..."
     [options]                   # any fields of that engine's options dataclass
     pooling = "avg"
 
@@ -14,14 +16,9 @@ Explicit options given by the user override the preset's.
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import re
 import tomllib
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +26,11 @@ from typing import Any
 
 from artconv import registry
 from artconv.errors import ArtconvError
-from artconv.io.files import IMAGE_EXTENSIONS, atomic_path, check_regular_file
+from artconv.io.files import IMAGE_EXTENSIONS, check_regular_file, download, url_cache_path, url_of
 from artconv.options import CoreOptions
 
 ENGINES = tuple(registry.ENGINES)  # at import; checks below read the registry itself
-_TOP_KEYS = {"description", "engine", "images", "options"}
+_TOP_KEYS = {"description", "engine", "images", "licence", "options", "source"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +41,12 @@ class Preset:
     description: str
     options: dict[str, Any] = field(default_factory=dict)
     images: tuple[str, ...] = ()
+    licence: str = ""
+    source: str = ""
+
+    def urls(self) -> list[str]:
+        """The preset's images given by http(s) URL."""
+        return [ref for ref in self.images if url_of(ref) == ref]
 
     def image_paths(self) -> list[Path]:
         """The preset's images as local files (URLs fetched into the cache once)."""
@@ -124,8 +127,12 @@ def read_preset(path: Path) -> Preset:
     if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
         raise ArtconvError(f"{path}: 'images'{_at(text, None, 'images')} must be a list of "
                            "paths or URLs")
-    preset = Preset(path.stem, path, engine, str(data.get("description", "")),
-                    dict(options), tuple(images))
+    for key in ("description", "licence", "source"):
+        if not isinstance(data.get(key, ""), str):
+            raise ArtconvError(f"{path}: '{key}'{_at(text, None, key)} must be a string")
+    preset = Preset(path.stem, path, engine, data.get("description", ""),
+                    dict(options), tuple(images), data.get("licence", ""),
+                    data.get("source", ""))
     cls = registry.options_class(engine)
     try:
         cls.from_dict(preset.options, source=str(path))  # bad keys and values fail now
@@ -246,60 +253,23 @@ def _engine_of(cls: type) -> str | None:
 
 
 def resolve_image_ref(ref: str, base: Path) -> Path:
-    if ref.startswith(("http://", "https://")):
+    if url_of(ref) == ref:
         return download_image(ref)
     path = Path(ref).expanduser()
     return path if path.is_absolute() else base / path
 
 
-def download_image(url: str) -> Path:
-    """A URL'd image, cached under ~/.cache/artconv/images (XDG_CACHE_HOME respected).
-
-    The cache file is named by a hash of the whole URL plus the URL's file name, so two
-    URLs ending in the same name never share a file. A download whose size differs from
-    the server's Content-Length is refused, and only a complete one enters the cache."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "artconv" / "images"
-    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name or "image"
-    dst = cache / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}"
+def download_image(url: str, *, quiet: bool = False) -> Path:
+    """A URL'd image, cached under ~/.cache/artconv/images (XDG_CACHE_HOME respected), with
+    a progress bar on stderr while it downloads (see `artconv.io.files.download` for the
+    cache's names, the size limit, the timeout and the messages)."""
+    dst = url_cache_path(url)
     if dst.is_file():
         return dst
-    with atomic_path(dst) as tmp:
-        _fetch(url, tmp, dst)
-    return dst
-
-
-def _fetch(url: str, tmp: Path, dst: Path) -> None:
     from artconv.progress import Progress
 
-    def failed(exc: BaseException) -> ArtconvError:
-        return ArtconvError(f"{url}: could not download ({getattr(exc, 'reason', exc)}); "
-                            f"fetch it elsewhere and copy it to {dst}, or give a local path")
-
-    network = (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException,
-               ValueError)
-    try:
-        response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - http(s) only
-    except network as exc:
-        raise failed(exc) from None
-    with response, open(tmp, "wb") as fh, Progress() as progress:
-        length = response.headers.get("Content-Length", "")
-        expected = int(length) if length.strip().isdigit() else None
-        task = progress.task(f"downloading {dst.name.split('-', 1)[1]}", total=expected)
-        got = 0
-        while True:
-            try:
-                chunk = response.read(1 << 16)
-            except network as exc:
-                raise failed(exc) from None
-            if not chunk:
-                break
-            fh.write(chunk)  # a full disk here is the cache's problem: "cannot write"
-            got += len(chunk)
-            task.update(len(chunk))
-        task.done()
-    if expected is not None and got != expected:
-        raise ArtconvError(f"{url}: download incomplete ({got} of {expected} bytes); "
-                           "try again")
+    with Progress(quiet=quiet) as progress:
+        return download(url, report=lambda label, total: progress.task(label, total).update)
 
 
 def options_class(engine: str) -> type[CoreOptions]:

@@ -67,7 +67,7 @@ def images(size: int, device: torch.device, args: argparse.Namespace | None = No
 
 
 def step_fn(st: StyleTransfer, size: int, optimizer: str):
-    """One optimiser step as the engine's loop does it (see StyleTransfer._optimise)."""
+    """One optimiser step as the engine's loop does it (see artconv.style.optimise.ScaleRun)."""
     content, style = images(size, st.device)
     objective = st.objective(content, st.style_targets([style], size))
     x = content.clone().requires_grad_(True)

@@ -219,8 +219,8 @@ def test_a_missing_url_is_one_clear_line(tmp_path, server):
     with pytest.raises(ArtconvError) as err:
         download_image(f"{base}/nope/x.png")
     message = str(err.value)
-    assert message.startswith(f"{base}/nope/x.png: could not download (Not Found)")
-    assert "x.png" in message.split("copy it to")[1] and "\n" not in message
+    assert message.startswith(f"{base}/nope/x.png: could not download (HTTP 404 Not Found)")
+    assert "x.png" in message.split("save it as")[1] and "\n" not in message
 
 
 def test_a_port_nobody_listens_on_is_one_clear_line(monkeypatch):
@@ -233,3 +233,13 @@ def test_a_port_nobody_listens_on_is_one_clear_line(monkeypatch):
         download_image(url)
     assert str(err.value).startswith(f"{url}: could not download (")
     assert "\n" not in str(err.value)
+
+
+def test_licence_and_source_are_strings_shown_with_the_preset(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('engine = "style"\nlicence = "CC0"\nsource = "https://example.org/p"\n')
+    preset = read_preset(path)
+    assert (preset.licence, preset.source) == ("CC0", "https://example.org/p")
+    path.write_text('engine = "style"\nlicence = 1\n')
+    with pytest.raises(ArtconvError, match=r"p.toml: 'licence' \(line 2\) must be a string"):
+        read_preset(path)

@@ -289,8 +289,9 @@ def check_extra_writes(jobs: Sequence[Job], writes: Sequence[tuple[str, str | Pa
 
 def input_files(jobs: Sequence[Job], options: Iterable[CoreOptions] = ()) -> list[Path]:
     """Every file the jobs read that exists as a path: contents, style images, the files and
-    local images of style presets, and weights and backbone files named in `options` or in
-    the jobs' overrides. (A preset's URL images live in the download cache, not here.)"""
+    local images of style presets, and every option value naming an existing file (weights,
+    backbone, guide, masks, init image, ...) in `options` or in the jobs' overrides. (A
+    preset's URL images live in the download cache, not here.)"""
     from artconv.presets import find_preset, resolve_image_ref
 
     found: dict[str, None] = {}
@@ -302,13 +303,9 @@ def input_files(jobs: Sequence[Job], options: Iterable[CoreOptions] = ()) -> lis
                 presets.add(style)
             else:
                 found[style] = None
-        for name in ("weights", "backbone"):
-            value = job.options.get(name)
-            if isinstance(value, str):
-                found.update(dict.fromkeys(_option_file(name, value)))
+        found.update(dict.fromkeys(_option_files(job.options)))
     for opts in options:
-        found.update(dict.fromkeys(_option_file("weights", opts.weights)))
-        found.update(dict.fromkeys(_option_file("backbone", opts.backbone)))
+        found.update(dict.fromkeys(_option_files(opts.to_dict())))
     for name in sorted(presets):
         try:
             preset = find_preset(name)
@@ -321,11 +318,17 @@ def input_files(jobs: Sequence[Job], options: Iterable[CoreOptions] = ()) -> lis
     return [Path(p) for p in found]
 
 
-def _option_file(name: str, value: str | None) -> list[str]:
-    if not value:
-        return []
-    path = value.rpartition(":")[0] if name == "backbone" and ":" in value else value
-    return [path] if os.path.isfile(path) else []
+def _option_files(values: Mapping[str, Any]) -> list[str]:
+    """Option values (strings, or tuples of them) that name existing files."""
+    found = []
+    for name, value in values.items():
+        for item in value if isinstance(value, tuple | list) else (value,):
+            if not isinstance(item, str) or not item:
+                continue
+            path = item.rpartition(":")[0] if name == "backbone" and ":" in item else item
+            if os.path.isfile(path):
+                found.append(path)
+    return found
 
 
 def _describe(job: Job) -> str:

@@ -84,8 +84,8 @@ def option_parameters(cls: type, *, exclude: tuple[str, ...] = ()) -> list[inspe
     return params
 
 
-_CORE = {"arch", "weights", "preprocess", "pooling", "avg_rescale", "backbone", "device",
-         "precision", "seed"}
+_CORE = {"arch", "weights", "preprocess", "pooling", "avg_rescale", "seamless", "backbone",
+         "device", "precision", "seed"}
 
 
 def _default_text(value: Any) -> str:

@@ -23,6 +23,9 @@ def layers(
     avg_rescale: bool = typer.Option(
         False, "--avg-rescale", help="With --pooling avg, show each pool's calibrated "
         "rescale factor (random weights) in the note column."),
+    seamless: bool = typer.Option(
+        False, "--seamless", help="Circular padding in every convolution and pool, as "
+        "--seamless runs the network (the sizes are those without)."),
     json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
 ) -> None:
     """The named layers: kind, channels, downsampling, output size, receptive field, cost."""
@@ -31,7 +34,8 @@ def layers(
     from artconv.nets.extractor import FeatureExtractor
 
     opts = CoreOptions.from_dict({"arch": arch, "pooling": pooling, "backbone": backbone,
-                                  "weights": "random", "avg_rescale": avg_rescale})
+                                  "weights": "random", "avg_rescale": avg_rescale,
+                                  "seamless": seamless})
     with warnings.catch_warnings():  # random weights are fine: only shapes are shown
         warnings.simplefilter("ignore")
         fx = FeatureExtractor.from_options(opts)
@@ -47,8 +51,8 @@ def layers(
         if unusable:
             console.print(escape(unusable), highlight=False, soft_wrap=True)
         return
-    stdout.print(_table(fx, infos, f"{fx.identity.split(':')[0]}, pooling={pooling}, "
-                              f"input {size}x{size}"))
+    stdout.print(_table(fx, infos, f"{fx.identity.split(':')[0]}, pooling={pooling}"
+                              f"{', seamless' if seamless else ''}, input {size}x{size}"))
     _notes(fx, infos, opts, size, unusable)
 
 
@@ -79,6 +83,8 @@ def _notes(fx: Any, infos: list[Any], opts: CoreOptions, size: int, unusable: st
                     " (aliased subsampling, not a trained all-conv net)")
     if opts.pooling == "none":
         caption += "; none = a-trous: full resolution everywhere, exact on the stride grid"
+    if opts.seamless:
+        caption += "; seamless = every convolution and pool pads circularly (wraps around)"
     stdout.print(caption, highlight=False)
     if unusable:
         stdout.print(escape(unusable), highlight=False)
@@ -112,23 +118,73 @@ def recipe(path: Path = typer.Argument(
     stdout.print_json(json.dumps(read_any_recipe(path)))
 
 
-def presets(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """List the named presets in styles/ with their one-line descriptions."""
+def presets(
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+    fetch: bool = typer.Option(
+        False, "--fetch", help="Download every preset's images given by URL into the cache "
+        "now (for offline use later); exit 1 if any fails."),
+) -> None:
+    """List the named presets in styles/ with their one-line descriptions, the licence and
+    source of their images; --fetch downloads those images."""
     from artconv.presets import list_presets
 
     found = list_presets()
+    if fetch:
+        _fetch_all(found, json_out)
+        return
     if json_out:
         stdout.print_json(json.dumps([{"name": p.name, "engine": p.engine,
                                        "description": p.description, "path": str(p.path),
-                                       "options": p.options, "images": list(p.images)}
+                                       "options": p.options, "images": list(p.images),
+                                       "licence": p.licence, "source": p.source}
                                       for p in found]))
         return
-    table = Table(title="presets (use with --preset NAME)", title_justify="left")
-    for col in ("name", "engine", "description"):
+    table = Table(title="presets (use with --preset NAME, or a style preset as STYLE)",
+                  title_justify="left")
+    for col in ("name", "engine", "description", "licence"):
         table.add_column(col)
+    table.add_column("source", overflow="fold")
     for p in found:
-        table.add_row(p.name, p.engine, p.description)
+        table.add_row(p.name, p.engine, escape(p.description), escape(p.licence),
+                      escape(p.source))
     stdout.print(table)
+
+
+def _fetch_all(found: list[Any], json_out: bool) -> None:
+    """Download each preset's URL images (a bar each), one line per file: fetched, already
+    cached, or failed with the URL, the reason and where to put the file by hand."""
+    from artconv.errors import ArtconvError
+    from artconv.io.files import url_cache_path
+    from artconv.presets import download_image
+
+    results: list[dict[str, Any]] = []
+    for p in found:
+        for url in p.urls():
+            row: dict[str, Any] = {"preset": p.name, "url": url,
+                                   "path": str(url_cache_path(url))}
+            cached = url_cache_path(url).is_file()
+            try:
+                download_image(url, quiet=json_out)
+                row["status"] = "cached" if cached else "fetched"
+            except ArtconvError as exc:
+                row.update(status="failed", error=str(exc))
+            results.append(row)
+            if not json_out:
+                word = {"fetched": "[green]fetched[/]", "cached": "cached",
+                        "failed": "[red]failed[/]"}[row["status"]]
+                text = row.get("error") or f"{url} -> {row['path']}"
+                stdout.print(f"{word} {escape(p.name)}: {escape(text)}", highlight=False,
+                             soft_wrap=True)
+    failed = sum(r["status"] == "failed" for r in results)
+    if json_out:
+        stdout.print_json(json.dumps(results))
+    else:
+        stdout.print(f"{len(results) - failed} of {len(results)} preset images in the cache"
+                     + (f"; {failed} failed" if failed else "")
+                     + ("" if results else " (no preset names an image by URL)"),
+                     highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -43,7 +43,7 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
         output = image.with_name(f"{image.stem}_dream" + ("_frames" if video else ".png"))
     elif not video:  # fail before dreaming
         check_picture_suffix(output)
-    inputs = [image] + ([Path(options.guide)] if options.guide else [])
+    inputs = [image] + [Path(p) for p in (options.guide, options.mask) if p]
     _check_writes(options, output, inputs, "--output" if given else "--frames" if video
                   else "output")
     if video:

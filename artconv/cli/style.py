@@ -77,11 +77,12 @@ def _check_writes(options: Any, output: Path, inputs: list[Path], save_every: in
     from artconv.outputs import check_write_paths
 
     init_image = [Path(options.init)] if options.init not in ("content", "noise") else []
+    masks = [Path(m) for m in (*options.masks, *options.style_masks)]
     steps = sum(options.iterations_at(i) for i in range(len(options.ladder())))
     every = range(save_every, steps + 1, save_every) if save_every else ()
     check_write_paths(planned_writes(label, output,
                                      [("--save-every", _step_path(output, k)) for k in every]),
-                      [*inputs, *init_image])
+                      [*inputs, *init_image, *masks])
 
 
 def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,

@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 
 from artconv.deepdream.gradient import TiledObjective
+from artconv.deepdream.mask import DreamMask
 from artconv.deepdream.objectives import Objective
 from artconv.deepdream.options import DreamOptions
 from artconv.deepdream.prepare import GUIDE_FEATURES_MAX, REFERENCE_SIDE, ObjectiveBuilder
@@ -47,6 +48,7 @@ from artconv.deepdream.transforms import (
     input_transforms,
     keep_colors,
     lap_normalize,
+    resize_circular,
     resize_detail,
     roll,
 )
@@ -97,6 +99,8 @@ class _Call:
     sizes: list[tuple[int, int]]
     steps: int
     preserve_colors: bool
+    mask: DreamMask | None = None
+    seamless: bool = False  # detail is resized on a torus, so a tileable dream stays one
     done: int = 0
     results: list[torch.Tensor] = field(default_factory=list)  # (3, H, W) each, on the CPU
     base: torch.Tensor | None = None  # the current image's sharp input at this octave
@@ -116,10 +120,19 @@ class _Call:
         elif img.shape == original.shape:
             out = img
         else:
-            out = (original + resize_detail(img - base, original.shape[-2:])).clamp(0, 1)
+            detail = self.resize(img - base, original.shape[-2:])
+            if self.mask is not None:
+                detail = detail * self.mask.full(tuple(original.shape[-2:]))
+            out = (original + detail).clamp(0, 1)
         if self.preserve_colors:
             out = keep_colors(out, original)
+        if self.mask is not None:  # exactly the input where the mask is 0 (colour round trips)
+            m = self.mask.full(tuple(original.shape[-2:]))
+            out = torch.where(m > 0, out, original)
         return out[0].detach().float().cpu()
+
+    def resize(self, detail: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
+        return (resize_circular if self.seamless else resize_detail)(detail, hw)
 
     def finish(self) -> None:
         self.results.append(self.full_size())
@@ -186,6 +199,9 @@ class Dreamer:
             self.fx, self.layers, tile=o.tile, margin=o.tile_margin, min_size=self.min_size,
             device=self.device, precision=self.precision, memory_format=self.memory_format)
         self.grad_transforms = gradient_transforms(o)
+        self.mask = (DreamMask(o.mask, o.mask_feather, device=self.device,
+                               circular=bool(getattr(o, "seamless", False)))
+                     if o.mask is not None else None)
 
     # -- the objective and one step ----------------------------------------------------------
     def prepare(self, image: ImageSource) -> Objective:
@@ -207,16 +223,19 @@ class Dreamer:
                                     transforms + ([warp] if warp is not None else []))
 
     def step(self, image: torch.Tensor, objective: Objective, *,
-             shift: tuple[int, int] | None = None, rng: torch.Generator | None = None
-             ) -> tuple[torch.Tensor, float]:
+             shift: tuple[int, int] | None = None, rng: torch.Generator | None = None,
+             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
         """One ascent step: (new image, objective before the step). Without `shift`, a random
-        roll of up to `jitter` px is drawn from `rng`."""
+        roll of up to `jitter` px is drawn from `rng`. With `mask` ((1, 1, H, W) in [0, 1])
+        the step is taken only where it is non-zero, `step_size` measured inside it."""
         o = self.options
         rng = rng if rng is not None else torch.Generator().manual_seed(o.seed)
         x = self.to_batch(image)
         grad, value = self.scorer.gradient(x, objective, input_transforms(o, rng, shift))
         score = _checked(value, grad)
-        for transform in self.grad_transforms:
+        transforms = (self.grad_transforms if mask is None
+                      else gradient_transforms(o, mask.to(grad.device, grad.dtype)))
+        for transform in transforms:
             grad = transform(grad)
         return (x + o.step_size * grad).clamp_(0, 1), score
 
@@ -240,9 +259,12 @@ class Dreamer:
         and progress display for this call. Ctrl-C raises DreamInterrupted carrying the
         result so far."""
         single = not isinstance(images, torch.Tensor) or images.dim() == 3
-        call = _Call(self.to_batch(images), [], self.options.steps, self.options.preserve_colors)
+        call = _Call(self.to_batch(images), [], self.options.steps, self.options.preserve_colors,
+                     self.mask, bool(getattr(self.options, "seamless", False)))
         notify = self.notify if callback is None else functools.partial(keep_going, callback)
         try:
+            if self.mask is not None:  # before any work: a wrong-shaped mask is refused
+                self.mask.check_aspect(tuple(call.originals.shape[-2:]))
             call.sizes = self.octave_sizes(*call.originals.shape[-2:])
             for index in range(len(call.originals)):
                 if not self._dream_one(call, index, objective, frame, notify):
@@ -259,12 +281,16 @@ class Dreamer:
         objective = objective or self.prepare(original)
         rng = torch.Generator().manual_seed((o.seed + 7919 * frame) % 2**64)
         detail: torch.Tensor | None = None
+        full = (original.shape[-2], original.shape[-1])
         for k, hw in enumerate(call.sizes, 1):
             call.base = resize_to(original, hw)  # a sharp copy of the input, never the dream
-            detail = torch.zeros_like(call.base) if detail is None else resize_detail(detail, hw)
+            detail = torch.zeros_like(call.base) if detail is None else call.resize(detail, hw)
+            mask = None if self.mask is None else self.mask.at(full, hw)
+            if mask is not None:  # the detail carried up spreads; outside the mask it goes
+                detail = detail * mask
             call.img = (call.base + detail).clamp(0, 1)
             for s in range(1, o.steps + 1):
-                call.img, value = self.step(call.img, objective, rng=rng)
+                call.img, value = self.step(call.img, objective, rng=rng, mask=mask)
                 call.done += 1
                 if not notify(call.record(index, k, s, value, frame)):
                     return False
@@ -279,12 +305,16 @@ class Dreamer:
 
     # -- helpers ----------------------------------------------------------------------------
     def recipe(self, inputs: Sequence[Any] = (), **extra: Any) -> dict[str, Any]:
-        """The record an output carries (see artconv.io.recipe). The guide image is an
-        input of every dream that uses one, whoever calls: listed once, after `inputs`."""
-        guide = self.options.guide
-        if guide is not None and str(Path(guide)) not in {str(Path(i)) for i in inputs
+        """The record an output carries (see artconv.io.recipe). The guide image and the
+        mask are inputs of every dream that uses them, whoever calls: listed once, after
+        `inputs`; the mask's path and sha256 are also its recipe's "mask"."""
+        mask = self.mask.path if self.mask is not None else None
+        for path in (self.options.guide, mask):
+            if path is not None and str(Path(path)) not in {str(Path(i)) for i in inputs
                                                             if isinstance(i, str | Path)}:
-            inputs = [*inputs, Path(guide)]
+                inputs = [*inputs, Path(path)]
+        if self.mask is not None:
+            extra.setdefault("mask", self.mask.describe())
         if self.options.objective is not None:
             extra.setdefault("objective", getattr(self.options.objective, "name", None)
                              or getattr(self.options.objective, "__name__", "custom"))

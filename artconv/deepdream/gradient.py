@@ -73,7 +73,9 @@ class TiledObjective:
         (counted, not estimated from areas: edges that are not stride multiples round)."""
         key = (hw[0], hw[1])
         if key not in self._cache:
-            tiles = tile_grid(hw[0], hw[1], self.tile, self.margin, self.align, self.min_size)
+            # A seamless network's tile context wraps around the image like its padding.
+            tiles = tile_grid(hw[0], hw[1], self.tile, self.margin, self.align, self.min_size,
+                              wrap=self.fx.seamless)
             work = sum(t.ext_area for t in tiles) / (hw[0] * hw[1])
             if work > 4:  # stacklevel: the caller of Dreamer.run
                 warnings.warn(f"--tile {self.tile} with a {self.margin} px margin of "

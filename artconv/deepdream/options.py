@@ -77,6 +77,14 @@ class DreamOptions(CoreOptions):
     objective: Callable[..., Any] | None = opt(
         None, "API only: a function of the captured maps {layer: tensor} to maximise "
         "(maps of --layers; an artconv.deepdream.objectives.Objective brings its own).", cli=False)
+    mask: str | None = opt(
+        None, "Dream only inside this mask: a grey-level image (white = dream here, black = "
+        "keep the input exactly, grey = partly), resized to the image; its aspect ratio "
+        "must match the image's within 1%.")
+    mask_feather: float = opt(
+        8.0, "Soften the --mask edge by a Gaussian blur of this radius in px at the output "
+        "size (sigma = radius / 3, cut off at the radius, so the dream reaches at most this "
+        "far beyond the white region; 0 = a hard edge).", min=0, max=1000)
     size: int | None = opt(None, "Resize the input so its longest side is SIZE px "
                            "(default: keep its size).", min=1, short="-s")
     octaves: int = opt(4, "Number of scales, dreamed small to large.", min=1, max=32)

@@ -27,6 +27,7 @@ from artconv.deepdream.objectives import (
 from artconv.deepdream.options import DreamOptions
 from artconv.device import autocast, fp32
 from artconv.errors import ArtconvError
+from artconv.io.files import url_of
 from artconv.io.images import load_image, resize_longest
 from artconv.nets.extractor import FeatureExtractor
 
@@ -53,7 +54,7 @@ class ObjectiveBuilder:
         for spec, layer in zip(self.channel_specs, self.channel_layers, strict=True):
             if spec.ranking is None:  # range errors now, not after the first octave
                 select_channels(spec, layer, fx.channels(layer))
-        if o.guide and not Path(o.guide).is_file():
+        if o.guide and url_of(o.guide) is None and not Path(o.guide).is_file():
             raise ArtconvError(f"--guide {o.guide}: " + (
                 "is a folder, not an image file" if Path(o.guide).is_dir() else "no such file"))
         self.min_size = fx.min_size(self.layers)

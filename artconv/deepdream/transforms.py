@@ -86,14 +86,31 @@ def normalize_mean(grad: torch.Tensor) -> torch.Tensor:
     return grad / grad.abs().mean().clamp_min(1e-12)
 
 
-def gradient_transforms(options: DreamOptions) -> list[Transform]:
+def masked(mask: torch.Tensor) -> Transform:
+    """Multiply by `mask` ((1, 1, H, W), 1 = dream here): no step where it is 0."""
+    return lambda grad: grad * mask
+
+
+def normalize_masked_mean(grad: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`normalize_mean` over the masked region: the mean magnitude is taken inside the mask
+    (weighted by it), so `step_size` is still the mean pixel change where the dream is."""
+    inside = mask.expand_as(grad).sum().clamp_min(1e-12)
+    return grad / (grad.abs().sum() / inside).clamp_min(1e-12)
+
+
+def gradient_transforms(options: DreamOptions, mask: torch.Tensor | None = None
+                        ) -> list[Transform]:
     """What each step does to the gradient before stepping: Laplacian normalisation when
-    `lap_levels` is set, then the mean-magnitude normalisation."""
-    transforms: list[Transform] = []
-    if options.lap_levels:
-        transforms.append(functools.partial(lap_normalize, levels=options.lap_levels))
-    transforms.append(normalize_mean)
-    return transforms
+    `lap_levels` is set, then the mean-magnitude normalisation. With a `mask` the gradient
+    is masked before and after the Laplacian bands (which blur across the mask's edge) and
+    its mean magnitude is measured inside the mask."""
+    circular = bool(getattr(options, "seamless", False))
+    lap = functools.partial(lap_normalize, levels=options.lap_levels, circular=circular)
+    if mask is None:
+        return [lap, normalize_mean] if options.lap_levels else [normalize_mean]
+    keep = masked(mask)
+    middle = [lap, keep] if options.lap_levels else []
+    return [keep, *middle, functools.partial(normalize_masked_mean, mask=mask)]
 
 
 # -- image operations ------------------------------------------------------------------------
@@ -102,6 +119,25 @@ def resize_detail(x: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(hw):
         return x
     return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)
+
+
+def resize_circular(x: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
+    """`resize_detail` (bilinear, half-pixel centres) on a torus: the edges wrap around, so a
+    tileable image stays tileable."""
+    for dim, n in ((-2, int(hw[0])), (-1, int(hw[1]))):
+        m = x.shape[dim]
+        if m == n:
+            continue
+        u = (torch.arange(n, dtype=torch.float64) + 0.5) * (m / n) - 0.5
+        lo = torch.floor(u)
+        frac = (u - lo).to(x.dtype).to(x.device)
+        i0 = lo.long().remainder(m).to(x.device)
+        i1 = (i0 + 1).remainder(m)
+        shape = [1] * x.dim()
+        shape[dim] = n
+        frac = frac.view(shape)
+        x = x.index_select(dim, i0) * (1 - frac) + x.index_select(dim, i1) * frac
+    return x
 
 
 def affine_warp(x: torch.Tensor, scale: float, degrees: float, mode: str = "bilinear"
@@ -121,20 +157,22 @@ def affine_warp(x: torch.Tensor, scale: float, degrees: float, mode: str = "bili
     return out.clamp(0, 1) if mode == "bicubic" else out
 
 
-def lap_normalize(grad: torch.Tensor, levels: int) -> torch.Tensor:
+def lap_normalize(grad: torch.Tensor, levels: int, circular: bool = False) -> torch.Tensor:
     """Split into Laplacian bands, scale each to unit RMS, merge: every scale of pattern gets
-    the same push, as in google/deepdream's lapnorm notebook (smoother, larger patterns)."""
+    the same push, as in google/deepdream's lapnorm notebook (smoother, larger patterns).
+    `circular`: the blur and the upsampling wrap around the edges (seamless dreams)."""
+    up = resize_circular if circular else resize_detail
     bands = []
     x = grad
     for _ in range(levels):
         if min(x.shape[-2:]) < 4:
             break
-        low = _blur_down(x)
-        bands.append(x - resize_detail(low, x.shape[-2:]))
+        low = _blur_down(x, circular)
+        bands.append(x - up(low, x.shape[-2:]))
         x = low
     out = _unit_rms(x)
     for band in reversed(bands):
-        out = resize_detail(out, band.shape[-2:]) + _unit_rms(band)
+        out = up(out, band.shape[-2:]) + _unit_rms(band)
     return out
 
 
@@ -145,10 +183,10 @@ def _binomial_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.outer(b, b).to(device, dtype)
 
 
-def _blur_down(x: torch.Tensor) -> torch.Tensor:
+def _blur_down(x: torch.Tensor, circular: bool = False) -> torch.Tensor:
     k = _binomial_kernel(x.device, x.dtype)
     channels = x.shape[1]
-    padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    padded = F.pad(x, (2, 2, 2, 2), mode="circular" if circular else "replicate")
     return F.conv2d(padded, k.expand(channels, 1, 5, 5), stride=2, groups=channels)
 
 

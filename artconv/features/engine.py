@@ -237,5 +237,7 @@ def _extractor(given: FeatureExtractor | nn.Sequential | Backbone | None,
         if pooling_given and given.pooling != opts.pooling:
             raise ArtconvError(f"--pooling {opts.pooling}: the given extractor was built with "
                                f"pooling {given.pooling!r}")
+        if opts.seamless and not given.seamless:
+            raise ArtconvError("--seamless: the given extractor was built without it")
         return given
-    return FeatureExtractor(given, opts.pooling)
+    return FeatureExtractor(given, opts.pooling, seamless=opts.seamless)

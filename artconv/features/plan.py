@@ -125,6 +125,11 @@ def plan_features(fx: FeatureExtractor, hw: tuple[int, int], options: FeatureOpt
     else:
         core = _auto_tile(fx, deepest, names, (h, w), align, margin, slots[-1].stop,
                           options.max_memory * GIB)
+    if fx.seamless and (core < h or core < w):
+        # Tile context here stops at the image edge; a seamless network's wraps around.
+        raise ArtconvError(f"--seamless: a {w}x{h} px image would run as tiles of {core} px "
+                           "(--tile / --max-memory), which are not seamless yet; raise "
+                           "--max-memory or leave out --seamless")
     rows = _axis_spans(h, core, align, [(s.geometry, s.height) for s in slots],
                        options.upsample)
     cols = _axis_spans(w, core, align, [(s.geometry, s.width) for s in slots],

@@ -1,4 +1,5 @@
-"""Files in and out without torch: image extensions, atomic writes, listing inputs.
+"""Files in and out without torch: image extensions, atomic writes, listing inputs, and
+images named by http(s) URL (downloaded once into a cache).
 
 Everything here is plain Python, so presets, batch planning and the CLI's `--help` use it
 without loading torch; `artconv.io.images` (pixels) builds on it.
@@ -8,10 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
+import http.client
+import math
 import os
+import re
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -166,3 +174,168 @@ def _is_image_file(p: Path) -> bool:
 def _one_line(msg: str) -> str:
     # Messages quote PIL/OS text, which occasionally spans lines; the CLI prints one.
     return " ".join(msg.split())
+
+
+# --------------------------------------------------------------------------- URLs
+
+# A download larger than this is refused (a style or content picture is a few MB; a
+# Commons original can be hundreds). $ARTCONV_MAX_DOWNLOAD (bytes, e.g. 200e6) changes it.
+DEFAULT_MAX_DOWNLOAD: int = 50_000_000
+# Seconds a server may stay silent (connecting, or between two pieces of the file) before
+# the download is given up. $ARTCONV_DOWNLOAD_TIMEOUT changes it.
+DEFAULT_DOWNLOAD_TIMEOUT: float = 30.0
+# Wikimedia (and others) refuse the anonymous Python-urllib agent.
+USER_AGENT = "artconv/0.1 (neural style transfer; +https://pypi.org/project/artconv/) urllib"
+
+# (label, total bytes or None) -> a function told each chunk's length: a progress display
+Report = Callable[[str, "int | None"], Callable[[int], object]]
+
+_MANGLED_URL = re.compile(r"(?i)(https?):/(?!/)(.+)")
+
+
+def url_of(src: object) -> str | None:
+    """The http(s) URL that `src` names, or None for anything else.
+
+    A URL that went through `pathlib.Path` has lost a slash ('https:/host/x.jpg'); such a
+    path is read as the URL it was, unless a file of that name exists."""
+    if isinstance(src, str):
+        text = src
+    elif isinstance(src, os.PathLike):
+        text = os.fspath(src)
+        if not isinstance(text, str):
+            return None
+        mangled = _MANGLED_URL.fullmatch(text)
+        if mangled and not os.path.exists(text):
+            return f"{mangled.group(1)}://{mangled.group(2)}"
+    else:
+        return None
+    return text if text[:8].lower().startswith(("http://", "https://")) else None
+
+
+def url_stem(url: str) -> str:
+    """The file stem a URL names ('.../1280px-Earth.jpg?x=1' -> '1280px-Earth'), for
+    default output names."""
+    return Path(_url_file_name(url)).stem or "image"
+
+
+def url_cache_path(url: str) -> Path:
+    """Where the image at `url` is cached: ~/.cache/artconv/images (XDG_CACHE_HOME
+    respected), named by a hash of the whole URL plus the URL's file name, so two URLs
+    ending in the same name never share a file."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "artconv" / "images"
+    name = _url_file_name(url) or "image"
+    if len(name) > 120:  # file systems allow 255 bytes; Commons names can be longer
+        suffix = Path(name).suffix[:10]
+        name = name[:120 - len(suffix)] + suffix
+    return cache / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}"
+
+
+def _url_file_name(url: str) -> str:
+    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    return name.replace(os.sep, "_").lstrip(".")
+
+
+def max_download_bytes() -> int:
+    """The download size limit in force: $ARTCONV_MAX_DOWNLOAD, else DEFAULT_MAX_DOWNLOAD."""
+    return int(_env_number("ARTCONV_MAX_DOWNLOAD", DEFAULT_MAX_DOWNLOAD, 1,
+                           "a number of bytes of at least 1, such as 200e6"))
+
+
+def download_timeout() -> float:
+    """Seconds of silence after which a download is given up: $ARTCONV_DOWNLOAD_TIMEOUT,
+    else DEFAULT_DOWNLOAD_TIMEOUT."""
+    return _env_number("ARTCONV_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT, 0.001,
+                       "a number of seconds above 0, such as 120")
+
+
+def _env_number(var: str, default: float, least: float, expected: str) -> float:
+    value = os.environ.get(var, "")
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number >= least):
+        raise ArtconvError(f"{var}={value!r}: expected {expected}")
+    return number
+
+
+def download(url: str, *, report: Report | None = None) -> Path:
+    """The file at an http(s) `url`, fetched into the cache (`url_cache_path`) once.
+
+    Refused with one line naming the URL: a server error or none, a server silent for
+    `download_timeout()` seconds, more than `max_download_bytes()` (by its Content-Length
+    or, without one, as the bytes arrive), a web page instead of a file, or fewer bytes
+    than the Content-Length promised. Only a complete download enters the cache; every
+    message says where to put the file by hand. `report(label, total)` is called once
+    and returns a function told the length of each chunk (a progress bar)."""
+    if url_of(url) != url:
+        raise ArtconvError(f"{url}: not an http(s) URL")
+    dst = url_cache_path(url)
+    if dst.is_file():
+        return dst
+    timeout, cap = download_timeout(), max_download_bytes()
+    with atomic_path(dst) as tmp:
+        _fetch(url, tmp, dst, timeout, cap, report)
+    return dst
+
+
+def _fetch(url: str, tmp: Path, dst: Path, timeout: float, cap: int,
+           report: Report | None) -> None:
+    by_hand = f"fetch it elsewhere and save it as {dst}, or give a local path"
+
+    def failed(why: object) -> ArtconvError:
+        if isinstance(why, TimeoutError) or "timed out" in str(why):
+            return ArtconvError(f"{url}: no answer within {timeout:g} s (set "
+                                f"ARTCONV_DOWNLOAD_TIMEOUT higher, try again, or {by_hand})")
+        return ArtconvError(_one_line(f"{url}: could not download ({why}); {by_hand}"))
+
+    def too_big(what: str) -> ArtconvError:
+        return ArtconvError(f"{url}: {what}, over the {_size(cap)} download limit (set "
+                            f"ARTCONV_MAX_DOWNLOAD higher, or {by_hand})")
+
+    network = (urllib.error.URLError, OSError, http.client.HTTPException, ValueError)
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise failed(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise failed(exc.reason) from None
+    except network as exc:
+        raise failed(exc) from None
+    with response, open(tmp, "wb") as fh:
+        length = response.headers.get("Content-Length", "")
+        expected = int(length) if length.strip().isdigit() else None
+        if expected is not None and expected > cap:
+            raise too_big(f"{_size(expected)}")
+        kind = response.headers.get_content_type()
+        if kind == "text/html":
+            raise ArtconvError(f"{url}: the server sent a web page, not an image (give the "
+                               "image file's own address; on Wikimedia Commons the one on "
+                               "upload.wikimedia.org)")
+        advance = report(f"downloading {_url_file_name(url) or url}", expected) \
+            if report is not None else None
+        got = 0
+        while True:
+            try:
+                chunk = response.read(1 << 16)
+            except network as exc:
+                raise failed(exc) from None
+            if not chunk:
+                break
+            got += len(chunk)
+            if got > cap:
+                raise too_big(f"more than {_size(cap)}")
+            fh.write(chunk)  # a full disk here is the cache's problem: "cannot write"
+            if advance is not None:
+                advance(len(chunk))
+    if expected is not None and got != expected:
+        raise ArtconvError(f"{url}: download incomplete ({got} of {expected} bytes); "
+                           "try again")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"

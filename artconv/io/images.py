@@ -36,6 +36,7 @@ from artconv.io.files import (  # noqa: F401
     atomic_write_bytes,
     check_regular_file,
     list_images,
+    url_of,
 )
 
 StrPath = str | os.PathLike[str]
@@ -90,7 +91,15 @@ def load_image(
     decoding), so a huge image never exists as floats at full size.
     Files over ``max_pixels`` (default: `max_pixels_limit()`) are refused before their
     pixels are decoded.
+
+    An http(s) URL (a string, or a path made from one) is downloaded once into the cache
+    (`artconv.io.files.download`: size limit, timeout, one-line errors naming the URL) and
+    then loaded like a file.
     """
+    url = url_of(src)
+    if url is not None:
+        with _fetched(url) as path:
+            return load_image(path, size, max_pixels=max_pixels)
     if max_pixels is None:
         max_pixels = max_pixels_limit()
     if size is not None and size < 1:
@@ -125,7 +134,12 @@ def image_hw(path: StrPath) -> tuple[int, int]:
     """``(H, W)`` of the image at ``path`` as :func:`load_image` would return it, from the header.
 
     No pixels are decoded, so this is cheap and has no size limit; errors match load_image's.
+    A URL is downloaded into the cache first, as load_image does.
     """
+    url = url_of(path)
+    if url is not None:
+        with _fetched(url) as local:
+            return image_hw(local)
     with _open_image(path, max_pixels=None) as img:
         w, h = img.size
         # PngImageFile.getexif() decodes the whole image hunting for an eXIf chunk after the
@@ -138,6 +152,25 @@ def image_hw(path: StrPath) -> tuple[int, int]:
             orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
     # Orientations 5-8 are the ones that include a quarter turn.
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+@contextmanager
+def _fetched(url: str) -> Iterator[Path]:
+    """The cached file of `url` (downloaded first if need be). Errors while reading it name
+    the URL, not the cache file; a file that is no readable image leaves the cache, so the
+    next try downloads it again."""
+    from artconv.presets import download_image  # the download with a progress bar
+
+    path = download_image(url)
+    try:
+        yield path
+    except ArtconvError as exc:
+        message = str(exc)
+        if not message.startswith(f"{path}:"):
+            raise
+        if "not an image" in message or "corrupt" in message:
+            path.unlink(missing_ok=True)
+        raise ArtconvError(url + message[len(str(path)):]) from None
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import torch
 
 import artconv
 from artconv.errors import ArtconvError
+from artconv.io.files import url_of
 
 
 def make_recipe(engine: str, options: Any, *, weights: str, inputs: Sequence[Any] = (),
@@ -38,7 +39,7 @@ def make_recipe(engine: str, options: Any, *, weights: str, inputs: Sequence[Any
 
 def _describe_input(value: Any) -> str:
     if isinstance(value, (str, Path)):
-        return str(value)
+        return url_of(value) or str(value)  # a URL that went through Path lost a slash
     return f"<{type(value).__name__}>"
 
 

@@ -29,6 +29,7 @@ from artconv.nets import pooling as pooling_mod
 from artconv.nets import vgg
 from artconv.nets import weights as weights_mod
 from artconv.nets.geometry import LayerInfo, describe, fits, min_side
+from artconv.nets.seamless import make_seamless
 from artconv.nets.weights import Normalization, Normalize
 
 
@@ -64,16 +65,20 @@ class FeatureExtractor(nn.Module):
     """
 
     def __init__(self, backbone: Backbone | nn.Sequential, pooling: str = "max", *,
-                 avg_rescale: bool = False, identity: str | None = None,
-                 check: bool = True) -> None:
-        """`check=False` skips the dry run that proves every layer keeps the NCHW contract
+                 avg_rescale: bool = False, seamless: bool = False,
+                 identity: str | None = None, check: bool = True) -> None:
+        """`seamless`: every convolution and pool pads circularly (artconv.nets.seamless).
+        `check=False` skips the dry run that proves every layer keeps the NCHW contract
         (for networks artconv built itself)."""
         super().__init__()
         backbone = Backbone.coerce(backbone)
         self.pooling = pooling
+        self.seamless = bool(seamless)
         self.identity = identity or backbone.name
         self.normalize = Normalize(backbone.normalization)
         self.net = pooling_mod.apply_pooling(backbone.layers, pooling)
+        if self.seamless:
+            self.net = make_seamless(self.net)
         self.layer_names: list[str] = [name for name, _ in self.net.named_children()]
         self._index = {name: i for i, name in enumerate(self.layer_names)}
         self._wanted: set[str] = set()
@@ -97,22 +102,24 @@ class FeatureExtractor(nn.Module):
     # -- construction ----------------------------------------------------------------
     @classmethod
     def vgg(cls, arch: str = "vgg19", weights: str = "imagenet", pooling: str = "max", *,
-            preprocess: str = "auto", seed: int = 0, avg_rescale: bool = False
-            ) -> FeatureExtractor:
+            preprocess: str = "auto", seed: int = 0, avg_rescale: bool = False,
+            seamless: bool = False) -> FeatureExtractor:
         """VGG16/VGG19 with conventional layer names and the chosen weights."""
         backbone, identity = _vgg_backbone(arch, weights, preprocess, seed)
-        return cls(backbone, pooling, avg_rescale=avg_rescale, identity=identity, check=False)
+        return cls(backbone, pooling, avg_rescale=avg_rescale, seamless=seamless,
+                   identity=identity, check=False)
 
     @classmethod
     def from_options(cls, options: Any) -> FeatureExtractor:
         """Build from any engine's options (`artconv.options.CoreOptions`)."""
+        seamless = bool(getattr(options, "seamless", False))
         if options.backbone:
             backbone = load_backbone(options.backbone)
             return cls(backbone, options.pooling, avg_rescale=options.avg_rescale,
-                       identity=f"backbone:{options.backbone}")
+                       seamless=seamless, identity=f"backbone:{options.backbone}")
         return cls.vgg(options.arch, options.weights, options.pooling,
                        preprocess=options.preprocess, seed=options.seed,
-                       avg_rescale=options.avg_rescale)
+                       avg_rescale=options.avg_rescale, seamless=seamless)
 
     def train(self, mode: bool = True) -> FeatureExtractor:
         # Always eval: BatchNorm in an own backbone must keep its running statistics.

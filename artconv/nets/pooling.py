@@ -77,12 +77,14 @@ class DilatedPool2d(nn.Module):
     """A pool run at stride 1 with dilation: `none` mode's full-resolution pool.
 
     The input is padded so the output keeps the input size: -inf for max (never wins), and
-    for avg the border windows average over real pixels only. Positions on the dilation
-    grid see exactly the windows the strided pool saw.
+    for avg the border windows average over real pixels only; `circular` (--seamless) wraps
+    around instead. Positions on the dilation grid see exactly the windows the strided pool
+    saw.
     """
 
-    def __init__(self, pool: nn.Module, dilation: int) -> None:
+    def __init__(self, pool: nn.Module, dilation: int, circular: bool = False) -> None:
         super().__init__()
+        self.circular = circular
         self.kind = "max" if isinstance(pool, nn.MaxPool2d) else "avg"
         self.kernel = _pair(pool.kernel_size)
         self.padding = _pair(pool.padding)
@@ -93,6 +95,16 @@ class DilatedPool2d(nn.Module):
         d = self.dilation
         (kh, kw), (ph, pw) = self.kernel, self.padding
         pad = (d * pw, d * (kw - 1 - pw), d * ph, d * (kh - 1 - ph))
+        if self.circular:
+            from artconv.nets.seamless import wrap_pad
+
+            padded = wrap_pad(x, pad)
+            if self.kind == "max":
+                return F.max_pool2d(padded, (kh, kw), stride=1, dilation=d)
+            h, w = x.shape[-2:]
+            out = sum(padded[..., i * d:i * d + h, j * d:j * d + w]
+                      for i in range(kh) for j in range(kw)) / (kh * kw)
+            return out if self.scale == 1.0 else out * self.scale
         if self.kind == "max":
             padded = F.pad(x, pad, value=-math.inf)
             return F.max_pool2d(padded, (kh, kw), stride=1, dilation=d)
@@ -108,7 +120,8 @@ class DilatedPool2d(nn.Module):
         return out if self.scale == 1.0 else out * self.scale
 
     def extra_repr(self) -> str:
-        return f"{self.kind}, kernel={self.kernel}, dilation={self.dilation}"
+        return (f"{self.kind}, kernel={self.kernel}, dilation={self.dilation}"
+                + (", circular" if self.circular else ""))
 
 
 def apply_pooling(net: nn.Sequential, mode: str) -> nn.Sequential:

@@ -29,7 +29,9 @@ Span = tuple[tuple[int, int], tuple[int, int]]  # ((core start, end), (ext start
 @dataclass(frozen=True)
 class Tile:
     """`core` (the pixels this tile supplies) and `ext` (core plus its context, clipped to the
-    image: the crop that is run) as (top, bottom, left, right) in image pixels."""
+    image: the crop that is run) as (top, bottom, left, right) in image pixels. For a
+    seamless network (`tile_grid(wrap=True)`) `ext` may run past the image's edges: the crop
+    then wraps around, as the network sees the image."""
 
     core: tuple[int, int, int, int]
     ext: tuple[int, int, int, int]
@@ -46,7 +48,12 @@ class Tile:
 
     def crop(self, image: torch.Tensor) -> torch.Tensor:
         t, b, left, r = self.ext
-        return image[..., t:b, left:r]
+        h, w = image.shape[-2:]
+        if t >= 0 and b <= h and left >= 0 and r <= w:
+            return image[..., t:b, left:r]
+        rows = torch.arange(t, b, device=image.device) % h
+        cols = torch.arange(left, r, device=image.device) % w
+        return image.index_select(-2, rows).index_select(-1, cols)
 
     def core_of_ext(self, ext_values: torch.Tensor) -> torch.Tensor:
         """The core part of a tensor shaped like the extended tile."""
@@ -55,19 +62,27 @@ class Tile:
 
 
 def tile_grid(height: int, width: int, tile: int, margin: int = 0, align: int = 1,
-              min_side: int = 1) -> list[Tile]:
+              min_side: int = 1, *, wrap: bool = False) -> list[Tile]:
     """Tiles covering a height x width image with cores of at most ~`tile` px (0: one tile).
 
     Core edges and margins are multiples of `align` (the deepest layer's stride), so each
     tile sees the pooling grid exactly where the whole image does. Cores are balanced so no
     sliver tile is left at the end. Each extended tile spans at least `min_side` px (the
     network's smallest input) where the image does: a last sliver core with a small margin
-    gets more context inward instead of being too small to run."""
+    gets more context inward instead of being too small to run.
+
+    `wrap` (a seamless network, which sees the image on a torus): the context runs on past
+    the image's edges, around to the other side, so border tiles are as exact as inner ones;
+    an axis whose core and context would span the whole image is run whole (the network's
+    own circular padding is then exact)."""
     if tile <= 0 or (height <= tile and width <= tile):
         return [Tile((0, height, 0, width), (0, height, 0, width))]
     margin = math.ceil(margin / align) * align
 
     def axis(n: int) -> list[Span]:
+        if wrap:
+            return [((a, b), _wrapped(a, b, n, margin, min_side)) for a, b in spans(n, tile,
+                                                                                    align)]
         return [((a, b), _widen(max(0, a - margin), min(n, b + margin), n, min_side, align))
                 for a, b in spans(n, tile, align)]
 
@@ -78,6 +93,15 @@ def grid(rows: Sequence[Span], cols: Sequence[Span]) -> list[Tile]:
     """Every row span with every column span, row by row."""
     return [Tile((top, bottom, left, right), (et, eb, el, er))
             for (top, bottom), (et, eb) in rows for (left, right), (el, er) in cols]
+
+
+def _wrapped(a: int, b: int, n: int, margin: int, least: int) -> tuple[int, int]:
+    """The context of core [a, b) on a circular axis of n px (may start below 0 or end past
+    n); the whole axis when that is as large."""
+    lo, hi = a - margin, b + margin
+    if hi - lo >= n or least >= n:
+        return 0, n
+    return lo, max(hi, lo + least)
 
 
 def _widen(lo: int, hi: int, n: int, least: int, align: int) -> tuple[int, int]:

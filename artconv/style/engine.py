@@ -40,6 +40,7 @@ from artconv.io.images import ImageSource, fit_longest, load_image, resize_to, t
 from artconv.io.recipe import make_recipe
 from artconv.nets.extractor import FeatureExtractor
 from artconv.presets import Sources, options_for, resolve_sources
+from artconv.style.masks import Masks
 from artconv.style.optimise import EMA, LBFGS_HISTORY, Objective, ScaleRun, loss_figures, warm_start
 from artconv.style.options import StyleOptions
 from artconv.style.targets import Given, Net, StyleTargets, TargetMaker, as_batch
@@ -157,6 +158,7 @@ class StyleTransfer:
         self.device = resolve_device(self.options.device)
         self.precision = resolve_precision(self.options.precision, self.device)
         self.memory_format = memory_format(self.device, self.precision)
+        self.masks = Masks.from_options(self.options)  # inputs: read before the network
         self.fx = extractor if extractor is not None else FeatureExtractor.from_options(
             self.options)
         self.fx.to(self.device, memory_format=self.memory_format)
@@ -164,14 +166,18 @@ class StyleTransfer:
         self.weights = resolve_weights(self.options, weights_kind(self.fx))
         self.callback, self.progress = callback, progress
         self.net = Net(self.fx, self.device, self.precision, self.memory_format)
-        self.target_maker = TargetMaker(self.net, self.options)
+        self.target_maker = TargetMaker(self.net, self.options, self.masks)
         self.last_figures: dict[str, float] = {}
         self._run_state: _Run | None = None
 
     def recipe(self, inputs: Sequence[Any] = (), **extra: Any) -> dict[str, Any]:
         """The record an output of this engine carries (the one place it is made): options,
-        weights identity, device, precision, the loss weights actually used and the ladder."""
+        weights identity, device, precision, the loss weights actually used (with the loss
+        scale), the ladder and the region masks' files and sha256 hashes."""
         extra.setdefault("loss_weights", dataclasses.asdict(self.weights))
+        if self.masks is not None:
+            for key, value in self.masks.record().items():
+                extra.setdefault(key, value)
         extra.setdefault("scales", list(self.options.ladder()))
         return make_recipe("style", self.options, weights=self.fx.identity, inputs=inputs,
                            device=self.device, precision=self.precision, **extra)
@@ -278,8 +284,10 @@ class StyleTransfer:
         feats: dict[str, torch.Tensor] = {}
         if self.options.content_layers:
             feats = self.net.features(content, self.options.content_layers)
+        regions = (self.masks.regions(tuple(content.shape[-2:]), self.device)
+                   if self.masks is not None else None)
         return Objective(self.net, self.options, self.weights,
-                         {n: f.float() for n, f in feats.items()}, targets)
+                         {n: f.float() for n, f in feats.items()}, targets, regions)
 
     def current_image(self) -> torch.Tensor | None:
         """The latest result (K,3,h,w) at the scale in progress while `run` is going or

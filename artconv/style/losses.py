@@ -15,6 +15,18 @@ Normalisations follow the engines the default weights come from (see `artconv.st
 * w2: the squared Wasserstein-2 distance between the Gaussians with the features' mean and
   covariance, divided by C, as crowsonkb's style-transfer-pytorch (``StyleLossW2``).
 * tv: mean over pixels of squared (l2) or absolute (l1) neighbour differences.
+
+Region masks (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer",
+guided Gram matrices): a mask (N|1,1,H,W) at the layer's grid weighs each position, and the
+statistics are normalised by the mask's mass ``mean(m)`` there: ``G = F diag(m) F^T /
+(C H W mean(m))``, the Gram of (features x mask) for a 0/1 mask and the plain Gram for an
+all-ones one. W2 takes the mask-weighted mean and covariance alike. Soft masks weigh
+positions by their grey level, so two styles blend where their masks overlap.
+`layer_mask` resizes a mask to a layer's grid (bilinear, as the paper).
+
+Relative losses (``--loss-scale auto``): `gram_scale` and `w2_scale` give a style target's
+own magnitude (mean square of the target Gram; the target covariance's trace / C) and
+`content_scale` a content target's mean square, which the objective divides by.
 """
 
 from __future__ import annotations
@@ -41,17 +53,63 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return diff.square().flatten(1).mean(1)
 
 
+def content_scale(target: torch.Tensor) -> torch.Tensor:
+    """(N,C,H,W) content target -> (N,): its mean square (what a relative content loss
+    divides by), never zero."""
+    return _wide(target).square().flatten(1).mean(1).clamp_min(1e-12)
+
+
+# -- masks -----------------------------------------------------------------------------------
+MIN_MASS = 1e-6  # a region whose mask mass at a layer is below this adds no loss there
+
+
+def layer_mask(mask: torch.Tensor, hw: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """(N,1,H,W) mask in [0, 1] -> (N,1,h,w) at a layer's grid: bilinear (antialiased when
+    shrinking, so a thin region is not missed), clamped to [0, 1]."""
+    hw = tuple(hw)
+    if tuple(mask.shape[-2:]) == hw:
+        return mask
+    shrink = hw[0] < mask.shape[-2] or hw[1] < mask.shape[-1]
+    out = F.interpolate(_wide(mask), size=hw, mode="bilinear", align_corners=False,
+                        antialias=shrink)
+    return out.clamp(0, 1)
+
+
+def mask_mass(mask: torch.Tensor) -> torch.Tensor:
+    """(N,1,h,w) -> (N,): the mean of the mask over positions (1 for an all-ones mask)."""
+    return _wide(mask).flatten(1).mean(1)
+
+
+def _weighted(f: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flattened features (N,C,P) -> (features x mask (N,C,P), total weight (N,1,1))."""
+    if mask is None:
+        return f, f.new_full((f.shape[0], 1, 1), float(f.shape[2]))
+    m = _wide(mask).flatten(2)  # (N|1,1,P)
+    total = m.sum(2, keepdim=True).clamp_min(MIN_MASS * f.shape[2])
+    return f * m, total.expand(f.shape[0], 1, 1)
+
+
 # -- Gram ------------------------------------------------------------------------------------
-def gram(features: torch.Tensor) -> torch.Tensor:
-    """(N,C,H,W) -> (N,C,C) Gram matrices ``F F^T / (C H W)``, one batched matmul, fp32."""
-    n, c, h, w = features.shape
+def gram(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(N,C,H,W) -> (N,C,C) Gram matrices ``F F^T / (C H W)``, one batched matmul, fp32.
+    With a `mask` (N|1,1,H,W): the guided Gram ``F diag(m) F^T / (C H W mean(m))``."""
+    c = features.shape[1]
     f = _wide(features).flatten(2)  # a view also for channels_last maps
-    return torch.bmm(f, f.mT) / (c * h * w)
+    fm, total = _weighted(f, mask)
+    return torch.bmm(fm, f.mT) / (c * total)
 
 
-def gram_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(N,C,H,W) vs a target Gram (N|1,C,C) -> (N,): mean squared error of the Grams."""
-    return (gram(features) - target).square().flatten(1).mean(1)
+def gram_loss(features: torch.Tensor, target: torch.Tensor,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(N,C,H,W) vs a target Gram (N|1,C,C) -> (N,): mean squared error of the Grams
+    (of the guided Gram within `mask`)."""
+    return (gram(features, mask) - target).square().flatten(1).mean(1)
+
+
+def gram_scale(target: torch.Tensor) -> torch.Tensor:
+    """(N,C,C) target Gram -> (N,): its mean square, so ``gram_loss / gram_scale`` is the
+    relative error ``|G - A|^2 / |A|^2``."""
+    return target.square().flatten(1).mean(1).clamp_min(1e-30)
 
 
 # -- Wasserstein-2 ---------------------------------------------------------------------------
@@ -73,10 +131,13 @@ class GaussianTarget:
         return cls(mean, cov, sqrtm_eigh(cov))
 
 
-def moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N,C,H,W) -> mean (N,C) and second raw moment ``F F^T / (H W)`` (N,C,C), fp32."""
+def moments(features: torch.Tensor,
+            mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,C,H,W) -> mean (N,C) and second raw moment ``F F^T / (H W)`` (N,C,C), fp32;
+    with a `mask` (N|1,1,H,W), both weighted by it and divided by its total."""
     f = _wide(features).flatten(2)
-    return f.mean(2), torch.bmm(f, f.mT) / f.shape[2]
+    fm, total = _weighted(f, mask)
+    return fm.sum(2) / total[..., 0], torch.bmm(fm, f.mT) / total
 
 
 def covariance(mean: torch.Tensor, srm: torch.Tensor, eps: float = W2_EPS) -> torch.Tensor:
@@ -84,20 +145,28 @@ def covariance(mean: torch.Tensor, srm: torch.Tensor, eps: float = W2_EPS) -> to
     return srm - mean.unsqueeze(-1) * mean.unsqueeze(-2) + eps * eye
 
 
-def w2_loss(features: torch.Tensor, target: GaussianTarget, *,
+def w2_loss(features: torch.Tensor, target: GaussianTarget,
+            mask: torch.Tensor | None = None, *,
             eps: float = W2_EPS, iters: int = SQRTM_ITERS) -> torch.Tensor:
     """(N,C,H,W) -> (N,): ``(|m - m_t|^2 + tr(S + S_t - 2 (S_t^1/2 S S_t^1/2)^1/2)) / C``.
 
     The one square root that depends on the image is taken by Newton-Schulz iteration
     (matmuls only): eigh's gradient is undefined for the repeated near-zero eigenvalues
-    that ReLU features' covariances have.
+    that ReLU features' covariances have. With a `mask`, the features' mask-weighted
+    mean and covariance.
     """
-    mean, srm = moments(features)
+    mean, srm = moments(features, mask)
     cov = covariance(mean, srm, eps)
     mean_term = (mean - target.mean).square().mean(-1)
     root = sqrtm_newton_schulz(target.cov_sqrt @ cov @ target.cov_sqrt, iters)
     cov_term = torch.diagonal(target.cov + cov - 2 * root, dim1=-2, dim2=-1).mean(-1)
     return mean_term + cov_term
+
+
+def w2_scale(target: GaussianTarget) -> torch.Tensor:
+    """A W2 target's magnitude (N,): the trace of its covariance / C (the loss's own
+    normalisation), so ``w2_loss / w2_scale`` is relative."""
+    return torch.diagonal(target.cov, dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
 
 
 def sqrtm_newton_schulz(a: torch.Tensor, iters: int = SQRTM_ITERS) -> torch.Tensor:
@@ -119,10 +188,13 @@ def sqrtm_eigh(a: torch.Tensor) -> torch.Tensor:
 
 
 # -- total variation -------------------------------------------------------------------------
-def tv_loss(image: torch.Tensor, kind: Literal["l2", "l1"] = "l2") -> torch.Tensor:
+def tv_loss(image: torch.Tensor, kind: Literal["l2", "l1"] = "l2", *,
+            wrap: bool = False) -> torch.Tensor:
     """(N,C,H,W) -> (N,): mean over pixels of ``dx^2 + dy^2`` (l2, crowsonkb's TVLoss) or
-    ``|dx| + |dy|`` (l1); the last row/column is replicated so it adds no difference."""
-    x = F.pad(_wide(image), (0, 1, 0, 1), mode="replicate")
+    ``|dx| + |dy|`` (l1); the last row/column is replicated so it adds no difference, or,
+    with `wrap` (seamless textures), the first one follows it, so the borders that meet
+    when the image is tiled are smoothed too."""
+    x = F.pad(_wide(image), (0, 1, 0, 1), mode="circular" if wrap else "replicate")
     dx = x[..., :-1, 1:] - x[..., :-1, :-1]
     dy = x[..., 1:, :-1] - x[..., :-1, :-1]
     per_pixel = dx.square() + dy.square() if kind == "l2" else dx.abs() + dy.abs()

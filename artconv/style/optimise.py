@@ -24,13 +24,36 @@ AdamState = list[dict[str, Any]]  # per image, carried from one scale to the nex
 
 
 class Objective:
-    """The weighted losses of a batch at one scale: `(3, K)` rows content, style, tv."""
+    """The weighted losses of a batch at one scale: `(3, K)` rows content, style, tv.
+
+    With relative losses (`weights.relative`, --loss-scale auto) each content layer's loss
+    is divided by its target's mean square and each style layer's (each region's) by its
+    target's magnitude (`losses.gram_scale`, `losses.w2_scale`). With region masks
+    (`regions`, (S,1,h,w) at this scale's grid, one per style image) the loss of style k
+    is its guided loss within region k, weighted by the region's mass at the layer, so an
+    all-ones mask gives the plain loss and pixels no region covers feel content only.
+    """
 
     def __init__(self, net: Net, options: StyleOptions, weights: LossWeights,
-                 content_targets: dict[str, torch.Tensor], targets: StyleTargets) -> None:
+                 content_targets: dict[str, torch.Tensor], targets: StyleTargets,
+                 regions: torch.Tensor | None = None) -> None:
         self.net, self.options, self.weights = net, options, weights
         self.content_targets, self.targets = content_targets, targets
         self.layers = list(dict.fromkeys([*content_targets, *targets.layers]))
+        if (regions is None) != (targets.regions == 0) or (
+                regions is not None and regions.shape[0] != targets.regions):
+            raise ValueError(f"Objective: {0 if regions is None else regions.shape[0]} mask "
+                             f"regions for targets of {targets.regions} regions")
+        self.regions = regions
+        self._layer_masks: dict[tuple[int, int], torch.Tensor] = {}
+        self.content_scales: dict[str, torch.Tensor] = {}
+        self.style_scales: dict[str, tuple[torch.Tensor, ...]] = {}
+        if weights.relative:
+            with torch.no_grad(), fp32():
+                self.content_scales = {n: losses.content_scale(t)
+                                       for n, t in content_targets.items()}
+                self.style_scales = {n: tuple(_target_scale(t) for t in _per_region(target))
+                                     for n, target in targets.layers.items()}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         w, opts = self.weights, self.options
@@ -38,19 +61,56 @@ class Objective:
                                   self.layers)
         with fp32():
             zero = x.new_zeros(x.shape[0])
-            content = sum((losses.content_loss(feats[name], target)
-                           for name, target in self.content_targets.items()), zero)
+            content = zero
+            for name, target in self.content_targets.items():
+                term = losses.content_loss(feats[name], target)
+                if name in self.content_scales:
+                    term = term / self.content_scales[name]
+                content = content + term
             if self.content_targets:
                 content = content / len(self.content_targets)
             style = zero
             for name, lw in zip(opts.style_layers, w.style_layers, strict=True):
-                target = self.targets.layers[name]
-                if isinstance(target, losses.GaussianTarget):
-                    style = style + lw * losses.w2_loss(feats[name], target)
-                else:
-                    style = style + lw * losses.gram_loss(feats[name], target)
-            tv = losses.tv_loss(x, opts.tv_loss)
+                style = style + lw * self._style_layer(name, feats[name])
+            tv = losses.tv_loss(x, opts.tv_loss, wrap=bool(getattr(opts, "seamless", False)))
             return torch.stack([w.content * content, w.style * style, w.tv * tv])
+
+    def _style_layer(self, name: str, f: torch.Tensor) -> torch.Tensor:
+        """One style layer's loss (N,): plain, or summed over the mask regions."""
+        targets = _per_region(self.targets.layers[name])
+        scales = self.style_scales.get(name)
+        masks = self._masks_at(f.shape[-2:]) if self.regions is not None else None
+        total = f.new_zeros(f.shape[0], dtype=torch.float32)
+        for k, target in enumerate(targets):
+            m = masks[k:k + 1] if masks is not None else None
+            if isinstance(target, losses.GaussianTarget):
+                term = losses.w2_loss(f, target, m)
+            else:
+                term = losses.gram_loss(f, target, m)
+            if scales is not None:
+                term = term / scales[k]
+            if m is not None:
+                term = term * losses.mask_mass(m)  # a region pulls as much as it covers
+            total = total + term
+        return total
+
+    def _masks_at(self, hw: torch.Size) -> torch.Tensor:
+        """The regions (S,1,h,w) resized to a layer's grid, kept per grid size."""
+        key = (int(hw[0]), int(hw[1]))
+        if key not in self._layer_masks:
+            assert self.regions is not None
+            self._layer_masks[key] = losses.layer_mask(self.regions, key)
+        return self._layer_masks[key]
+
+
+def _per_region(target: Any) -> tuple[Any, ...]:
+    return target if isinstance(target, tuple) else (target,)
+
+
+def _target_scale(target: Any) -> torch.Tensor:
+    if isinstance(target, losses.GaussianTarget):
+        return losses.w2_scale(target)
+    return losses.gram_scale(target)
 
 
 class EMA:

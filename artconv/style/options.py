@@ -4,6 +4,7 @@ read it. No torch here, so `artconv style --help` starts fast."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,6 +64,19 @@ class StyleOptions(CoreOptions):
                                    "(normalised to sum 1); default equal.", min=0)
     style_scale: float = opt(1.0, "Style image size relative to the output (at each scale).",
                              gt=0)
+    masks: tuple[str, ...] = opt(
+        (), "Region masks (Gatys 2017): one grey-level image per style image, white = that "
+        "style there; soft masks blend. Replaces --blend.")
+    masks_rest: str = opt(
+        "content", "What pixels no mask covers get: content (content only, no style) or "
+        "styleN (the N-th style image, from 0).")
+    style_masks: tuple[str, ...] = opt(
+        (), "With --masks: one mask per style image selecting the region of the style "
+        "image that maps to its --masks region (default: the whole style image).")
+    loss_scale: Literal["auto", "network"] | None = opt(
+        None, "auto: every loss relative to its target's own magnitude, so the weights mean "
+        "the same on any network; network: the raw losses with weights per network scale "
+        "(VGG). Default: auto with --backbone, else network.")
     preserve_colors: Literal["none", "luminance", "histogram"] = opt(
         "none", "Keep the content's colours (Gatys 2017): luminance = transfer on luminance "
         "only; histogram = give the style images the content's colour mean and covariance.")
@@ -93,6 +107,21 @@ class StyleOptions(CoreOptions):
             raise ArtconvError("--style-layer-weights: at least one must be positive")
         if self.blend and not sum(self.blend) > 0:
             raise ArtconvError("--blend: at least one weight must be positive")
+        if self.loss_scale not in (None, "auto", "network"):
+            raise ArtconvError(f"--loss-scale {self.loss_scale!r}: choose one of auto, "
+                               "network")
+        if self.masks_rest != "content" and not re.fullmatch(r"style\d+", self.masks_rest):
+            raise ArtconvError(f"--masks-rest {self.masks_rest!r}: content or styleN "
+                               "(style0, style1, ...)")
+        if self.masks and self.blend:
+            raise ArtconvError("--blend and --masks: masks say where each style goes; "
+                               "give one of them")
+        if not self.masks and (self.style_masks or self.masks_rest != "content"):
+            which = "--style-masks" if self.style_masks else "--masks-rest"
+            raise ArtconvError(f"{which}: needs --masks")
+        if self.masks and self.style_masks and len(self.style_masks) != len(self.masks):
+            raise ArtconvError(f"--style-masks: {len(self.style_masks)} masks for "
+                               f"{len(self.masks)} --masks")
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -115,11 +144,24 @@ class StyleOptions(CoreOptions):
         return sorted(sizes)
 
     def blend_weights(self, n_styles: int) -> list[float]:
-        """--blend normalised to sum 1 (equal when not given), checked against the count."""
+        """--blend normalised to sum 1 (equal when not given), checked against the count
+        (and --masks against it: callers check this before loading anything)."""
+        self.check_masks(n_styles)
         blend = self.blend or (1.0,) * n_styles
         if len(blend) != n_styles:
             raise ArtconvError(f"--blend: {len(blend)} weights for {n_styles} style image(s)")
         return [b / sum(blend) for b in blend]
+
+    def check_masks(self, n_styles: int) -> None:
+        """--masks (and --masks-rest styleN) against the number of style images."""
+        if not self.masks:
+            return
+        if len(self.masks) != n_styles:
+            raise ArtconvError(f"--masks: {len(self.masks)} mask(s) for {n_styles} style "
+                               "image(s); give one per style image")
+        if self.masks_rest != "content" and int(self.masks_rest[5:]) >= n_styles:
+            raise ArtconvError(f"--masks-rest {self.masks_rest}: there are {n_styles} "
+                               f"style image(s) (style0..style{n_styles - 1})")
 
     def iterations_at(self, scale_index: int) -> int:
         return self.iterations[min(scale_index, len(self.iterations) - 1)]

@@ -24,6 +24,7 @@ from artconv.io import color
 from artconv.io.images import fit_longest
 from artconv.nets.extractor import FeatureExtractor
 from artconv.style import losses
+from artconv.style.masks import Masks
 from artconv.style.options import StyleOptions
 
 KEPT_STYLES = 8  # style sets whose targets a TargetMaker keeps (every scale of each)
@@ -50,12 +51,15 @@ class StyleTargets:
 
     Each value has a leading batch dimension of 1 (shared by every content image) or K
     (one per content image, when colour preservation made them content-dependent).
+    With region masks (`regions` > 0) each value is a tuple: one target per style image,
+    not blended (each style is matched within its own region).
     """
 
     size: int
     loss: str
-    layers: dict[str, torch.Tensor | losses.GaussianTarget]
+    layers: dict[str, Any]
     batch: int = 1
+    regions: int = 0
 
 
 Given = StyleTargets | Mapping[int, StyleTargets]
@@ -65,8 +69,8 @@ class TargetMaker:
     """Computes style targets for one network and option record, and keeps those `run()`
     computed per (style images, scale). `computations` counts real computations."""
 
-    def __init__(self, net: Net, options: StyleOptions) -> None:
-        self.net, self.options = net, options
+    def __init__(self, net: Net, options: StyleOptions, masks: Masks | None = None) -> None:
+        self.net, self.options, self.masks = net, options, masks
         self.computations = 0
         self._kept: OrderedDict[str, dict[int, StyleTargets]] = OrderedDict()
 
@@ -84,14 +88,17 @@ class TargetMaker:
         opts = self.options
         styles = [s[0] if s.dim() == 4 else s for s in styles]
         blend = opts.blend_weights(len(styles))
+        regions = len(styles) if self.masks is not None else 0
+        make = self._per_style if regions else self._blended
         if self.needs_content:
             if content is None:
                 raise ValueError("style_targets: preserve_colors needs the content images")
             content = as_batch(content).to(self.net.device)
-            per_image = [self._blended(styles, blend, size, c) for c in content]
+            per_image = [make(styles, blend, size, c) for c in content]
             layers = {name: _stack([t[name] for t in per_image]) for name in per_image[0]}
-            return StyleTargets(size, opts.style_loss, layers, len(per_image))
-        return StyleTargets(size, opts.style_loss, self._blended(styles, blend, size, None))
+            return StyleTargets(size, opts.style_loss, layers, len(per_image), regions)
+        return StyleTargets(size, opts.style_loss, make(styles, blend, size, None),
+                            regions=regions)
 
     def key(self, styles: Sequence[torch.Tensor] | None) -> str | None:
         """What the targets of `styles` are kept under, or None where they are not kept."""
@@ -123,7 +130,36 @@ class TargetMaker:
         if found.loss != self.options.style_loss:
             raise ValueError(f"run: targets are for {found.loss}, options say "
                              f"{self.options.style_loss}")
+        want = len(self.masks) if self.masks is not None else 0
+        if found.regions != want:
+            raise ValueError(f"run: targets are for {found.regions or 'no'} mask regions, "
+                             f"options give {want or 'no'} --masks")
         return found
+
+    def _per_style(self, styles: Sequence[torch.Tensor], blend: Sequence[float], size: int,
+                   content: torch.Tensor | None) -> dict[str, Any]:
+        """Region masks: each style image's own (guided) statistics, within its style mask."""
+        opts, masks = self.options, self.masks
+        assert masks is not None
+        layers = list(opts.style_layers)
+        found: dict[str, list[Any]] = {name: [] for name in layers}
+        for k, image in enumerate(styles):
+            image = _prepared(image.to(self.net.device, torch.float32), content, size, opts)
+            region = masks.style_region(k, tuple(image.shape[-2:]), self.net.device)
+            feats = self.net.features(image, layers)
+            with fp32():
+                for name in layers:
+                    m = (None if region is None
+                         else losses.layer_mask(region, feats[name].shape[-2:]))
+                    if m is not None and float(losses.mask_mass(m)[0]) < losses.MIN_MASS:
+                        raise ArtconvError(f"--style-masks {masks.style_files[k]['path']}: "
+                                           f"selects nothing of style image {k + 1}")
+                    if opts.style_loss == "w2":
+                        found[name].append(losses.GaussianTarget.from_moments(
+                            *losses.moments(feats[name], m)))
+                    else:
+                        found[name].append(losses.gram(feats[name], m))
+        return {name: tuple(t) for name, t in found.items()}
 
     def _blended(self, styles: Sequence[torch.Tensor], blend: Sequence[float], size: int,
                  content: torch.Tensor | None) -> dict[str, Any]:
@@ -182,6 +218,8 @@ def as_batch(image: torch.Tensor) -> torch.Tensor:
 
 
 def _stack(items: list[Any]) -> Any:
+    if isinstance(items[0], tuple):  # region targets: one per style image
+        return tuple(_stack(list(per_style)) for per_style in zip(*items, strict=True))
     if isinstance(items[0], losses.GaussianTarget):
         return losses.GaussianTarget(*(torch.cat([getattr(t, f) for t in items])
                                        for f in ("mean", "cov", "cov_sqrt")))

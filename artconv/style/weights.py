@@ -17,6 +17,23 @@ two reference engines (see `artconv.style.losses`), so their tested weights carr
   as s^4, so neural-style's ratio 100 becomes 100 x s^2 ~ 3.3e5 at torchvision scale, i.e.
   style 5e3 next to crowsonkb's content 0.015 (an estimate: the two VGGs were trained
   apart; checked by eye on the ImageNet-trained tiny_darknet, which is fed [0, 1] too).
+
+Loss scales (`StyleOptions.loss_scale`, resolved by `loss_scale()`): "network" is the raw
+losses above with those weights (the default for VGG, so VGG runs are unchanged); "auto" (the
+default with --backbone) divides each style layer's loss by its target's own magnitude
+(Gram: the target Gram's mean square, so the loss is |G - A|^2 / |A|^2; W2: the target
+covariance's trace / C) and the content loss by the content target's mean square, so the
+weights mean the same on any network and every layer pulls comparably (equal layer
+weights, for W2 too). How they relate to the VGG ones: a network-scale weight w on a raw Gram
+loss |G_l - A_l|^2 is, layer by layer, the relative weight w x |A_l|^2 (the target Gram's
+mean square), and a content weight c is c x mean(P^2); the VGG defaults thus give each layer
+a pull set by its own feature magnitude (strong where features are large, next to nothing
+where they are small), while auto gives every layer the same pull. On Tiny Darknet the old
+weights leave the deep layers far from their targets (benchmarks/README.md).
+`AUTO_WEIGHTS` (content 1, style 10, TV 2 as crowsonkb's) were chosen with
+benchmarks/bench_loss_scale.py (target: relative style error <= 0.05 with relative content
+error < 0.5 at 256 px, L-BFGS; the figures measured, and at which size and iterations, are
+in benchmarks/README.md); a larger --style-weight gives visibly more style there.
 """
 
 from __future__ import annotations
@@ -36,15 +53,23 @@ DEFAULT_WEIGHTS: dict[tuple[str, str], tuple[float, float, float]] = {
     ("caffe", "gram"): (5.0, 500.0, 2.6e7),
     ("caffe", "w2"): (5.0, 5.0 / 0.015, 2.6e7),  # neural-style content/TV, crowsonkb's ratio
 }
+# (content, style, tv) with --loss-scale auto: the losses are relative (see above), TV is
+# on pixels as before. Chosen with benchmarks/bench_loss_scale.py (figures in its README).
+AUTO_WEIGHTS: dict[str, tuple[float, float, float]] = {
+    "gram": (1.0, 10.0, 2.0),
+    "w2": (1.0, 10.0, 2.0),
+}
 # L1 TV: the weight whose gradient equals L2's at a 2.5% pixel step (2 x 0.025 x w).
 TV_L1_FACTOR = 0.05
 
 
-def default_layer_weights(loss: str, n: int) -> tuple[float, ...]:
+def default_layer_weights(loss: str, n: int, scale: str = "network") -> tuple[float, ...]:
     """Gram: equal, as Gatys (w_l = 1/5) and neural-style; the 1/(CHW) Gram normalisation
     already weighs deep, wide layers down by C^2. W2: crowsonkb's geometric ramp 4^-i
-    (256:64:16:4:1), the layer weighting his W2 weights were tuned with."""
-    raw = [1.0] * n if loss == "gram" else [4.0 ** (n - 1 - i) for i in range(n)]
+    (256:64:16:4:1), the layer weighting his W2 weights were tuned with. With relative
+    losses (scale "auto") every layer is already on the same footing: equal."""
+    raw = ([1.0] * n if loss == "gram" or scale == "auto"
+           else [4.0 ** (n - 1 - i) for i in range(n)])
     return tuple(w / sum(raw) for w in raw)
 
 
@@ -57,6 +82,11 @@ class LossWeights:
     style: float
     tv: float
     style_layers: tuple[float, ...]  # normalised to sum 1
+    scale: str = "network"  # "auto": relative losses; "network": raw (see module docstring)
+
+    @property
+    def relative(self) -> bool:
+        return self.scale == "auto"
 
 
 def weights_kind(fx: FeatureExtractor) -> str:
@@ -64,18 +94,29 @@ def weights_kind(fx: FeatureExtractor) -> str:
     return "caffe" if fx.normalize.norm.scale != 1.0 else "torchvision"
 
 
+def loss_scale(options: StyleOptions) -> str:
+    """--loss-scale as given, else auto for an own backbone and network for VGG."""
+    if options.loss_scale is not None:
+        return options.loss_scale
+    return "auto" if options.backbone else "network"
+
+
 def resolve_weights(options: StyleOptions, kind: str) -> LossWeights:
-    content, style, tv = DEFAULT_WEIGHTS[(kind, options.style_loss)]
+    scale = loss_scale(options)
+    if scale == "auto":
+        content, style, tv = AUTO_WEIGHTS[options.style_loss]
+    else:
+        content, style, tv = DEFAULT_WEIGHTS[(kind, options.style_loss)]
     if options.tv_loss == "l1":
         tv *= TV_L1_FACTOR
     if options.style_layer_weights:
         total = sum(options.style_layer_weights)
         layers = tuple(w / total for w in options.style_layer_weights)
     else:
-        layers = default_layer_weights(options.style_loss, len(options.style_layers))
+        layers = default_layer_weights(options.style_loss, len(options.style_layers), scale)
     return LossWeights(kind, _given(options.content_weight, content),
                        _given(options.style_weight, style), _given(options.tv_weight, tv),
-                       layers)
+                       layers, scale)
 
 
 def _given(value: float | None, default: float) -> float:

@@ -273,3 +273,15 @@ def test_report_on_the_output_folder_a_batch_will_create_is_refused(tmp_path, ba
               "--backbone", f"{backbone_file}:build", "--layers", "r3", "--quiet"])
     assert done.value.code == 2
     assert not out.exists()
+
+
+def test_a_job_output_over_a_guide_image_is_refused(tmp_path, backbone_file, capsys):
+    """Found by the sweep: only weights and backbone files counted as option inputs."""
+    content = make_image(tmp_path / "a.png", (32, 32))
+    guide = make_image(tmp_path / "out" / "a_dream.png", (32, 32), seed=5)
+    before = guide.read_bytes()
+    code, _, err = run_cli(["batch", "dream", str(content), "--out-dir", str(tmp_path / "out"),
+                            "--guide", str(guide), "--backbone", f"{backbone_file}:build",
+                            "--layers", "r3", "--quiet"], capsys)
+    assert code == 2 and "a_dream.png" in err
+    assert guide.read_bytes() == before
