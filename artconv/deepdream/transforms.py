@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from artconv.io.color import luminance, with_luminance
+from artconv.io.images import resize_circular
 
 if TYPE_CHECKING:
     from artconv.deepdream.options import DreamOptions
@@ -119,25 +120,6 @@ def resize_detail(x: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(hw):
         return x
     return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)
-
-
-def resize_circular(x: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
-    """`resize_detail` (bilinear, half-pixel centres) on a torus: the edges wrap around, so a
-    tileable image stays tileable."""
-    for dim, n in ((-2, int(hw[0])), (-1, int(hw[1]))):
-        m = x.shape[dim]
-        if m == n:
-            continue
-        u = (torch.arange(n, dtype=torch.float64) + 0.5) * (m / n) - 0.5
-        lo = torch.floor(u)
-        frac = (u - lo).to(x.dtype).to(x.device)
-        i0 = lo.long().remainder(m).to(x.device)
-        i1 = (i0 + 1).remainder(m)
-        shape = [1] * x.dim()
-        shape[dim] = n
-        frac = frac.view(shape)
-        x = x.index_select(dim, i0) * (1 - frac) + x.index_select(dim, i1) * frac
-    return x
 
 
 def affine_warp(x: torch.Tensor, scale: float, degrees: float, mode: str = "bilinear"

@@ -439,6 +439,25 @@ def resize_to(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return out.clamp_(0, 1)  # bicubic overshoots at edges
 
 
+def resize_circular(x: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize (half-pixel centres, no clamping) on a torus: the edges wrap around, so a
+    tileable image stays tileable."""
+    for dim, n in ((-2, int(hw[0])), (-1, int(hw[1]))):
+        m = x.shape[dim]
+        if m == n:
+            continue
+        u = (torch.arange(n, dtype=torch.float64) + 0.5) * (m / n) - 0.5
+        lo = torch.floor(u)
+        frac = (u - lo).to(x.dtype).to(x.device)
+        i0 = lo.long().remainder(m).to(x.device)
+        i1 = (i0 + 1).remainder(m)
+        shape = [1] * x.dim()
+        shape[dim] = n
+        frac = frac.view(shape)
+        x = x.index_select(dim, i0) * (1 - frac) + x.index_select(dim, i1) * frac
+    return x
+
+
 def to_pil(img: torch.Tensor) -> Image.Image:
     """``(3, H, W)`` or ``(1, 3, H, W)`` float tensor in [0, 1] -> 8-bit RGB PIL image."""
     if img.ndim == 4 and img.shape[0] == 1:

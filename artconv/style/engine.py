@@ -36,7 +36,14 @@ from artconv.device import memory_format, resolve_device, resolve_precision
 from artconv.engine import Callback, Interrupted, Step, keep_going
 from artconv.errors import ArtconvError
 from artconv.io import color
-from artconv.io.images import ImageSource, fit_longest, load_image, resize_to, to_pil
+from artconv.io.images import (
+    ImageSource,
+    fit_longest,
+    load_image,
+    resize_circular,
+    resize_to,
+    to_pil,
+)
 from artconv.io.recipe import make_recipe
 from artconv.nets.extractor import FeatureExtractor
 from artconv.presets import Sources, options_for, resolve_sources
@@ -264,7 +271,9 @@ class StyleTransfer:
             scale_targets = self.target_maker.for_scale(targets, styles, longest, content, key)
             content_s = resize_to(content, hw)
             objective = self.objective(content_s, scale_targets)
-            run.scale = ScaleRun.start(resize_to(x, hw), content_s, opts, lum, adam_state)
+            # A seamless texture stays tileable when carried up to the next scale.
+            carried = resize_circular(x, hw) if opts.seamless else resize_to(x, hw)
+            run.scale = ScaleRun.start(carried, content_s, opts, lum, adam_state)
             if not run.steps(objective, opts.iterations_at(index), index + 1, hw):
                 result = run.result()
                 assert result is not None  # a callback stops only after a step
