@@ -22,7 +22,7 @@ from typing import Any
 
 from artconv import registry
 from artconv.errors import ArtconvError
-from artconv.io.files import atomic_write_bytes, list_images
+from artconv.io.files import atomic_write_bytes, list_images, url_of
 from artconv.options import CoreOptions
 from artconv.outputs import check_write_paths, file_key, sidecar
 from artconv.presets import is_preset_name
@@ -161,7 +161,7 @@ def plan(engine: str, inputs: str | Path | Sequence[str | Path], *,
         groups = [tuple(map(str, styles))] if blend else [(str(s),) for s in styles]
     else:
         groups = [()]
-    images = _batch_inputs(items, engine, template, groups)
+    images = _batch_inputs(items, engine, template, groups, urls=out_dir is not None)
     jobs = []
     for image in images:
         for group in groups:
@@ -174,16 +174,24 @@ def plan(engine: str, inputs: str | Path | Sequence[str | Path], *,
 
 
 def _batch_inputs(items: Sequence[str | Path], engine: str, template: str,
-                  groups: Sequence[tuple[str, ...]]) -> list[Path]:
+                  groups: Sequence[tuple[str, ...]], *, urls: bool) -> list[Path]:
     """The images of `items`, less those found in folders and patterns that an earlier run
     of this batch wrote (beside its inputs, by default), so a re-run skips them instead of
-    taking them as new inputs. An image named on its own is always an input."""
+    taking them as new inputs. An image named on its own is always an input; so is an
+    http(s) URL (fetched when its job runs) when `urls`: there is no folder beside it."""
     pattern = _template_pattern(template, engine, groups)
     found: set[Path] = set()
     dropped: list[Path] = []
     for item in items:
         if Path(item).is_file():
             found.add(Path(item))
+            continue
+        url = url_of(item)
+        if url is not None and not Path(item).exists():
+            if not urls:
+                raise ArtconvError(f"{url}: a URL input needs --out-dir (its outputs cannot "
+                                   "go beside it)")
+            found.add(Path(url))
             continue
         for image in list_images(item):
             if _written_by(image, engine, pattern):

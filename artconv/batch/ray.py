@@ -37,6 +37,7 @@ from artconv import registry
 from artconv.batch.jobs import Job, JobResult
 from artconv.batch.runner import reason, recorder
 from artconv.errors import ArtconvError
+from artconv.io.files import url_of
 from artconv.options import CoreOptions
 from artconv.outputs import sweep_temporaries
 from artconv.presets import is_preset_name
@@ -239,10 +240,15 @@ def _chunks(jobs: Sequence[Job], batch_size: int) -> list[list[Job]]:
 
 
 def _shipped(job: Job) -> Job:
-    """The job with absolute paths (a worker's working directory is not the driver's)."""
-    return dataclasses.replace(
-        job, input=os.path.abspath(job.input), output=os.path.abspath(job.output),
-        styles=tuple(s if is_preset_name(s) else os.path.abspath(s) for s in job.styles))
+    """The job with absolute paths (a worker's working directory is not the driver's);
+    presets and URLs stay as they are."""
+
+    def shipped(src: str) -> str:
+        return src if is_preset_name(src) or url_of(src) else os.path.abspath(src)
+
+    return dataclasses.replace(job, input=shipped(job.input),
+                               output=os.path.abspath(job.output),
+                               styles=tuple(shipped(s) for s in job.styles))
 
 
 def _option_record(engine: str, options: CoreOptions) -> dict[str, Any]:

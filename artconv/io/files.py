@@ -204,12 +204,15 @@ def url_of(src: object) -> str | None:
         text = os.fspath(src)
         if not isinstance(text, str):
             return None
-        mangled = _MANGLED_URL.fullmatch(text)
-        if mangled and not os.path.exists(text):
-            return f"{mangled.group(1)}://{mangled.group(2)}"
     else:
         return None
-    return text if text[:8].lower().startswith(("http://", "https://")) else None
+    if text[:8].lower().startswith(("http://", "https://")):
+        return text
+    # A path's text (str(Path(url))) names the URL too: a batch job keeps its input as one.
+    mangled = _MANGLED_URL.fullmatch(text)
+    if mangled and not os.path.exists(text):
+        return f"{mangled.group(1)}://{mangled.group(2)}"
+    return None
 
 
 def url_stem(url: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 
 from artconv.errors import ArtconvError
 from artconv.io.files import url_cache_path, url_of, url_stem
-from artconv.io.images import image_hw, load_image
+from artconv.io.images import image_hw, load_image, read_recipe
 from artconv.presets import download_image, list_presets
 from tests.conftest import make_image, run_cli
 
@@ -264,3 +264,21 @@ def test_a_preset_url_downloads_once(tmp_path, server):
     first = download_image(f"{server.base}/p.png", quiet=True)
     assert download_image(f"{server.base}/p.png") == first and server.hits == ["/p.png"]
 
+
+
+# -- URL inputs of a batch --------------------------------------------------------------------
+def test_a_batch_takes_url_inputs_into_its_out_dir(tmp_path, server, backbone_file, capsys):
+    server.routes["/photos/c.png"] = Route(png(tmp_path, "c.png", seed=1))
+    url = f"{server.base}/photos/c.png"
+    args = ["batch", "dream", url, "--backbone", f"{backbone_file}:build", "--layers", "r3",
+            "--octaves", "1", "--steps", "1", "--device", "cpu", "--precision", "fp32",
+            "--quiet"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "a URL input needs --out-dir" in one_line(err)
+    code, _, err = run_cli([*args, "--out-dir", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    out = tmp_path / "out" / "c_dream.png"
+    assert load_image(out).shape == (3, 32, 32)
+    assert read_recipe(out)["inputs"] == [url]
+    code, _, err = run_cli([*args, "--out-dir", str(tmp_path / "out")], capsys)
+    assert code == 0 and server.hits == ["/photos/c.png"]  # skipped: done, not fetched again
