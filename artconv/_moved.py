@@ -60,6 +60,10 @@ def forward(package: str, *modules: str) -> Callable[[str], Any]:
 
     def __getattr__(name: str) -> Any:
         if not name.startswith("__"):
+            # `from pkg import submodule` asks here before importing it: a submodule is
+            # itself, never looked up in `modules` (that import could loop back to it).
+            if importlib.util.find_spec(f"{package}.{name}") is not None:
+                return importlib.import_module(f"{package}.{name}")
             for module in modules:
                 found = importlib.import_module(module)
                 if hasattr(found, name):

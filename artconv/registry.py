@@ -17,7 +17,7 @@ Two optional fields tell a batch how to feed it:
 * `job_runner_path`: "module:function" for an engine that streams a job's result to disk
   itself (features: arrays larger than memory are memory-mapped into the output file)
   instead of returning it to the writer; it is called as
-  `run_job(input, output, options, *, extractor=..., callback=...)`.
+  `run_job(input, output, options, *, extractor=..., progress=...)`.
 """
 
 from __future__ import annotations

@@ -164,3 +164,22 @@ def test_option_records_and_the_registry_load_without_torch(module):
             "sys.exit(3 if 'torch' in sys.modules else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr or f"{module} imports torch"
+
+
+def test_every_module_imports_first_on_its_own():
+    """Importing any module before the others works (a lazily forwarding package once sent
+    `from artconv.style import losses` through the engine, which looped back)."""
+    import subprocess
+    import sys
+
+    names = sorted(module_name(p) for p in SOURCES if p.name != "__main__.py")
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}:\n"
+            "    for loaded in [m for m in sys.modules if m.split('.')[0] == 'artconv']:\n"
+            "        del sys.modules[loaded]\n"
+            "    try:\n"
+            "        importlib.import_module(name)\n"
+            "    except Exception as exc:\n"
+            "        print(name, type(exc).__name__, exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stdout, done.stdout + done.stderr

@@ -1,12 +1,13 @@
 """The local runner: a batch's jobs in this process, whatever their engine.
 
 Jobs are grouped by (engine, options, styles). Each group's engine is built once from the
-registry (`spec.engine(options, extractor=..., callback=...)`) on a network shared by every
+registry (`spec.engine(options, extractor=..., progress=...)`) on a network shared by every
 group that names the same one; `batch_size` inputs of one size run as one `(K, 3, H, W)`
 call, and each result is saved by the engine's writer with the engine's recipe. Engines
 that stream a job to disk themselves (features: memory-mapped arrays) run job by job
-through their registry `job_runner`. Progress reaches the display through the engines'
-step callback (`Progress.on_step`).
+through their registry `job_runner`. The runner is the engines' display (`progress=`,
+forwarding each step to the current run's `Progress.on_step`), not their callback, so a
+display never makes an engine read its figures from the device every step.
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ class LocalRunner:
         key = (spec.name, options_key(opts))
         if key not in self._engines:
             self._engines[key] = spec.engine(opts, extractor=self.network(opts),
-                                             callback=self._on_step)
+                                             progress=self)
         return self._engines[key]
 
-    def _on_step(self, step: Step) -> None:
+    def on_step(self, step: Step) -> None:
+        """The engines' display (they are built once and outlive one `run`): the current
+        run's progress bars. A display, not a callback, so no engine syncs for it."""
         if self._progress is not None:
             self._progress.on_step(step)
 
@@ -154,7 +157,7 @@ class LocalRunner:
         for job, opts in members:
             self.running = [job]
             record(guarded(job, lambda j=job, o=opts: run_job(
-                j.input, j.output, o, extractor=self.network(o), callback=self._on_step)))
+                j.input, j.output, o, extractor=self.network(o), progress=self)))
 
 
 def guarded(job: Job, work: Callable[[], Any], seconds: float = 0.0) -> JobResult:

@@ -76,7 +76,7 @@ def _dreamer(options: DreamOptions, image: Path, progress: Any) -> tuple[Any, An
     from artconv.io.images import load_image
 
     source = load_image(image, options.size)
-    dreamer = registry.get("dream").engine(options, callback=progress.on_step)
+    dreamer = registry.get("dream").engine(options, progress=progress)
     dreamer.check_size(source.shape[-2:], what=str(image),
                        where=f" at --size {options.size}" if options.size else "")
     return dreamer, source

@@ -74,7 +74,7 @@ def _extract(opts: Any, planned: list[Any], isolated: Callable[..., Any], ui: Ui
     results, done = [], []
     with Progress(quiet=ui.quiet or ui.json) as progress:
         engine = registry.get("features").engine(opts, extractor=cached_extractor(opts),
-                                                 callback=progress.on_step)
+                                                 progress=progress)
         writer = FeatureWriter(engine)
         for files in planned:
             result = isolated(files, lambda files=files: writer.run(files, ui.say))

@@ -97,13 +97,14 @@ def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,
     styles = [load_image(p) for p in inputs[1:]]
     with Progress(quiet=ui.quiet or ui.json) as progress:
 
-        def callback(step: Any) -> None:
-            progress.on_step(step)
-            if save_every and step.done % save_every == 0:
+        def save(step: Any) -> None:
+            if step.done % save_every == 0:
                 spec.writer(st, step.image[0], _step_path(output, step.done), inputs=inputs,
                             step=step.done)
 
-        st = spec.engine(options, callback=callback)
+        # The display goes in as `progress`, not as a callback: a display alone lets Adam
+        # read its losses from the device every few steps instead of every step.
+        st = spec.engine(options, progress=progress, callback=save if save_every else None)
         st.check_sizes(content.shape[-2:], [s.shape[-2:] for s in styles],
                        content_name=str(content_path), style_names=list(map(str, inputs[1:])))
         ui.say(f"{content_path.name}: {options.output_size} px, {st.device} {st.precision}")

@@ -112,3 +112,32 @@ def test_a_batch_shows_its_jobs_steps_through_the_same_adapter(name, inputs, bac
     assert code == 0, err
     assert json.loads(stdout)["done"] == 1
     assert steps and {s.engine for s in steps} == {name}
+
+
+@pytest.mark.parametrize("command", [
+    lambda inputs, backbone, out: argv("style", inputs, backbone, out),
+    lambda inputs, backbone, out: ["batch", "style", str(inputs[0]), "--styles",
+                                   str(inputs[1]), "--out-dir", str(out.parent / "b"),
+                                   "--backbone", f"{backbone}:build", "--precision", "fp32",
+                                   "--device", "cpu", *FLAGS["style"]],
+], ids=["style", "batch"])
+def test_the_display_alone_does_not_make_adam_sync_every_step(
+        command, inputs, backbone_file, tmp_path, capsys, monkeypatch, steps):
+    """The progress bars are the engine's display, not a callback: with Adam the losses
+    are read from the device every 10 steps and at the end, as without bars."""
+    from artconv.style.optimise import ScaleRun
+
+    reads: list[bool] = []
+    evaluate = ScaleRun.evaluate
+
+    def recorded(self, objective, read):
+        reads.append(read)
+        return evaluate(self, objective, read)
+
+    monkeypatch.setattr(ScaleRun, "evaluate", recorded)
+    args = command(inputs, backbone_file, tmp_path / "out.png")
+    code, _, err = run_cli([*args, "--optimizer", "adam", "--iterations", "12", "--size", "32"],
+                           capsys)
+    assert code == 0, err
+    assert len(steps) == 12  # the bars saw every step
+    assert reads == [False] * 9 + [True, False, True]
