@@ -25,6 +25,7 @@ class InvertEngine:
                  callback: Any = None, progress: Any = None, **overrides: Any) -> None:
         self.options = (options or InvertOptions()).replace(**overrides)
         self.extractor, self.callback = extractor, callback
+        self.on_step = getattr(progress, "on_step", None)  # a display, as the contract says
         self.batches: list[int] = []
         InvertEngine.built.append(self)
 
@@ -35,6 +36,7 @@ class InvertEngine:
             for k in range(1, steps + 1):
                 step = Step(self.name, 1, 1, k, steps, k, steps, {"k": float(k)},
                             tuple(images.shape[-2:]))
+                keep_going(self.on_step, step)
                 if not keep_going(self.callback, step):
                     break
         except KeyboardInterrupt:
