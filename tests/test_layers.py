@@ -38,6 +38,11 @@ FORBIDDEN = [
     ("artconv.engine", ENGINES + ("artconv.nets", "artconv.batch", "artconv.cli", "torch"),
      "the contract is a foundation"),
     ("artconv.options", ("torch",) + ENGINES, "option records must load without torch"),
+    ("artconv.video", ("artconv.cli", "artconv.batch", "artconv.progress", "rich",
+                       "artconv.web"), "the clip driver reports by callback, like an engine"),
+    ("artconv.web", ("artconv.cli",), "the page sits beside the CLI, not on it"),
+    *[(engine, ("artconv.video", "artconv.web"), "an engine knows no clip driver and no page")
+      for engine in ENGINES],
 ]
 # The option records and the registry feed `--help`: torch must not load with them.
 TORCH_FREE = ["artconv.options", "artconv.registry", "artconv.engine", "artconv.errors",

@@ -48,7 +48,15 @@ from artconv.io.recipe import make_recipe
 from artconv.nets.extractor import FeatureExtractor
 from artconv.presets import Sources, options_for, resolve_sources
 from artconv.style.masks import Masks
-from artconv.style.optimise import EMA, LBFGS_HISTORY, Objective, ScaleRun, loss_figures, warm_start
+from artconv.style.optimise import (
+    EMA,
+    LBFGS_HISTORY,
+    Objective,
+    Prior,
+    ScaleRun,
+    loss_figures,
+    warm_start,
+)
 from artconv.style.options import StyleOptions
 from artconv.style.targets import Given, Net, StyleTargets, TargetMaker, as_batch
 from artconv.style.weights import (
@@ -124,7 +132,7 @@ class _Run:
             per_image: tuple[float, ...] = ()
             if values is not None:
                 per_image = tuple(values.sum(0).tolist())
-                self.figures = loss_figures(values)
+                self.figures = loss_figures(values, objective.rows)
                 if not math.isfinite(self.figures["loss"]):
                     raise ArtconvError(
                         f"loss became {self.figures['loss']} at step {step} of scale "
@@ -227,7 +235,8 @@ class StyleTransfer:
     def run(self, content: torch.Tensor | ImageSource,
             styles: Sequence[torch.Tensor] | None = None, *,
             targets: StyleTargets | Mapping[int, StyleTargets] | None = None,
-            callback: Callback | None = None) -> torch.Tensor:
+            callback: Callback | None = None, init: torch.Tensor | None = None,
+            priors: Sequence[Prior] = ()) -> torch.Tensor:
         """Stylise `content` ((K,3,H,W) or (3,H,W) in [0, 1], or anything `load_image`
         takes) and return the result (K,3,H,W) at the output size.
 
@@ -235,6 +244,11 @@ class StyleTransfer:
         `targets` from `style_targets()` (one, or a mapping {scale size: targets} covering
         every scale of the ladder). A callback returning False stops the run with the
         result so far; Ctrl-C raises `Interrupted` carrying it.
+
+        `init` ((K|1,3,h,w) in [0, 1], any size) is where the first scale starts, in place
+        of the `init` option (a video frame starts from the last output, warped). `priors`
+        are pixel-space terms added to the loss at every scale (`optimise.Prior`: the
+        images (K,C,h,w) -> (K,) weighted losses), reported as the figure "prior".
         """
         if styles is None and targets is None:
             raise ValueError("run: give styles or targets")
@@ -245,7 +259,7 @@ class StyleTransfer:
         try:
             # the display's bars show inside it (nested entries are harmless)
             with self.progress if hasattr(self.progress, "__enter__") else nullcontext():
-                result = self._ladder(run, content, styles, targets)
+                result = self._ladder(run, content, styles, targets, init, tuple(priors))
         except KeyboardInterrupt:
             raise Interrupted(run.result(), engine=self.name) from None
         finally:
@@ -254,7 +268,9 @@ class StyleTransfer:
         return result
 
     def _ladder(self, run: _Run, content: torch.Tensor | ImageSource,
-                styles: Sequence[torch.Tensor] | None, targets: Given | None) -> torch.Tensor:
+                styles: Sequence[torch.Tensor] | None, targets: Given | None,
+                init: torch.Tensor | None = None, priors: tuple[Prior, ...] = ()
+                ) -> torch.Tensor:
         """Coarse to fine: each scale starts from the last one's result, resized."""
         opts = self.options
         if not isinstance(content, torch.Tensor):
@@ -266,11 +282,11 @@ class StyleTransfer:
         run.output, run.stages = resize_to(content, sizes[-1]), len(sizes)
         run.total = sum(opts.iterations_at(i) for i in range(len(sizes)))
         key = self.target_maker.key(styles) if targets is None else None
-        x, adam_state = _initial(opts, content, sizes[0], lum, self.device), None
+        x, adam_state = _initial(opts, content, sizes[0], lum, self.device, init), None
         for index, (longest, hw) in enumerate(zip(opts.ladder(), sizes, strict=True)):
             scale_targets = self.target_maker.for_scale(targets, styles, longest, content, key)
             content_s = resize_to(content, hw)
-            objective = self.objective(content_s, scale_targets)
+            objective = self.objective(content_s, scale_targets, priors)
             # A seamless texture stays tileable when carried up to the next scale.
             carried = resize_circular(x, hw) if opts.seamless else resize_to(x, hw)
             run.scale = ScaleRun.start(carried, content_s, opts, lum, adam_state)
@@ -282,7 +298,8 @@ class StyleTransfer:
         return _finish(x, run.output, lum)
 
     @torch.no_grad()
-    def objective(self, content: torch.Tensor, targets: StyleTargets) -> Objective:
+    def objective(self, content: torch.Tensor, targets: StyleTargets,
+                  priors: Sequence[Prior] = ()) -> Objective:
         """The loss at one scale: a function of the images being optimised ((K,3,H,W), or
         (K,1,H,W) luminance with preserve_colors=luminance) returning the weighted
         content, style and TV losses as a (3, K) tensor. `content`: (K,3,H,W) at that size.
@@ -296,7 +313,7 @@ class StyleTransfer:
         regions = (self.masks.regions(tuple(content.shape[-2:]), self.device)
                    if self.masks is not None else None)
         return Objective(self.net, self.options, self.weights,
-                         {n: f.float() for n, f in feats.items()}, targets, regions)
+                         {n: f.float() for n, f in feats.items()}, targets, regions, priors)
 
     def current_image(self) -> torch.Tensor | None:
         """The latest result (K,3,h,w) at the scale in progress while `run` is going or
@@ -333,11 +350,14 @@ def check_sizes(fx: FeatureExtractor, opts: StyleOptions, content_hw: Sequence[i
 
 
 def _initial(options: StyleOptions, content: torch.Tensor, hw: tuple[int, int], lum: bool,
-             device: torch.device) -> torch.Tensor:
-    """The image the first scale starts from (ScaleRun.start copies it)."""
+             device: torch.device, given: torch.Tensor | None = None) -> torch.Tensor:
+    """The image the first scale starts from (ScaleRun.start copies it): `given` (run's
+    `init`), else the `init` option."""
     init = options.init
     k = content.shape[0]
-    if init == "content":
+    if given is not None:
+        x = resize_to(as_batch(given).to(device, torch.float32), hw).expand(k, -1, -1, -1)
+    elif init == "content":
         x = resize_to(content, hw)
     elif init == "noise":
         # Made on the CPU, so a seed gives the same start on any device; one draw shared
@@ -399,7 +419,7 @@ def stylize(content: ImageSource, style: ImageSource | Sequence[ImageSource], *,
 
 __all__ = [
     "DEFAULT_WEIGHTS", "EMA", "FIGURES_EVERY", "LBFGS_HISTORY", "TV_L1_FACTOR", "Display",
-    "LossWeights", "Objective", "ScaleRun", "StepInfo", "StyleOptions", "StyleSources",
+    "LossWeights", "Objective", "Prior", "ScaleRun", "StepInfo", "StyleOptions", "StyleSources",
     "StyleTargets", "StyleTransfer", "build_options", "check_sizes", "default_layer_weights",
     "resolve_styles", "resolve_weights", "stylize", "warm_start", "weights_kind",
 ]

@@ -4,7 +4,7 @@ iterate average) with its step."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +22,15 @@ LBFGS_HISTORY = 100  # neural-style's (torch's) default; ~2 x 100 image copies o
 
 AdamState = list[dict[str, Any]]  # per image, carried from one scale to the next
 
+# A pixel-space term added to the objective (a video's temporal loss): the images being
+# optimised (K,C,h,w) at any scale -> (K,) weighted losses. It resizes its own references.
+Prior = Callable[[torch.Tensor], torch.Tensor]
+ROWS = ("content", "style", "tv")
+
 
 class Objective:
-    """The weighted losses of a batch at one scale: `(3, K)` rows content, style, tv.
+    """The weighted losses of a batch at one scale: `(R, K)` rows named by `rows`: content,
+    style, tv, and one row "prior" when pixel-space `priors` are given (their sum).
 
     With relative losses (`weights.relative`, --loss-scale auto) each content layer's loss
     is divided by its target's mean square and each style layer's (each region's) by its
@@ -36,8 +42,10 @@ class Objective:
 
     def __init__(self, net: Net, options: StyleOptions, weights: LossWeights,
                  content_targets: dict[str, torch.Tensor], targets: StyleTargets,
-                 regions: torch.Tensor | None = None) -> None:
+                 regions: torch.Tensor | None = None, priors: Sequence[Prior] = ()) -> None:
         self.net, self.options, self.weights = net, options, weights
+        self.priors = tuple(priors)
+        self.rows = (*ROWS, "prior") if self.priors else ROWS
         self.content_targets, self.targets = content_targets, targets
         self.layers = list(dict.fromkeys([*content_targets, *targets.layers]))
         if (regions is None) != (targets.regions == 0) or (
@@ -73,7 +81,10 @@ class Objective:
             for name, lw in zip(opts.style_layers, w.style_layers, strict=True):
                 style = style + lw * self._style_layer(name, feats[name])
             tv = losses.tv_loss(x, opts.tv_loss, wrap=bool(getattr(opts, "seamless", False)))
-            return torch.stack([w.content * content, w.style * style, w.tv * tv])
+            rows = [w.content * content, w.style * style, w.tv * tv]
+            if self.priors:
+                rows.append(sum(prior(x) for prior in self.priors))
+            return torch.stack(rows)
 
     def _style_layer(self, name: str, f: torch.Tensor) -> torch.Tensor:
         """One style layer's loss (N,): plain, or summed over the mask regions."""
@@ -220,7 +231,9 @@ def warm_start(opt: torch.optim.Adam, params: list[torch.Tensor], old: AdamState
         }
 
 
-def loss_figures(values: torch.Tensor) -> dict[str, float]:
-    """The losses of a batch (3, K) summed over the batch, and their total."""
-    content, style, tv = (float(v) for v in values.sum(1))
-    return {"content": content, "style": style, "tv": tv, "loss": content + style + tv}
+def loss_figures(values: torch.Tensor, rows: Sequence[str] = ROWS) -> dict[str, float]:
+    """The losses of a batch (R, K), rows named `rows`, summed over the batch, and their
+    total."""
+    figures = {name: float(v) for name, v in zip(rows, values.sum(1), strict=True)}
+    figures["loss"] = sum(figures.values())
+    return figures

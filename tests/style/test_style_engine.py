@@ -163,3 +163,30 @@ def test_the_recipe_records_the_loss_weights_and_the_ladder(content, style):
     assert recipe["loss_weights"]["style"] == BASE["style_weight"]
     assert recipe["options"] == st.options.to_dict()
     json.dumps(recipe)
+
+
+def test_run_starts_from_a_given_image(content, style):
+    """`init=` replaces the init option (a video frame starts from the last output, warped):
+    one tiny Adam step leaves the result where it started."""
+    start = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(3))
+    st = engine(iterations=(1,), optimizer="adam", lr=1e-6)
+    out = st.run(content, [style], init=start)
+    assert out.shape[-2:] == content.shape[-2:]
+    from artconv.io.images import resize_to
+    assert torch.allclose(out, resize_to(start, tuple(out.shape[-2:])).clamp(0, 1), atol=1e-4)
+
+
+def test_a_prior_pulls_the_result_and_is_reported(content, style):
+    """A pixel-space prior (a video's temporal loss) is optimised with the other terms and
+    shows as the figure "prior"."""
+    goal = torch.zeros_like(content)
+
+    def dark(x):
+        return 1e3 * (x - goal).square().flatten(1).mean(1)
+
+    seen = []
+    plain = engine(iterations=(8,)).run(content, [style])
+    pulled = engine(iterations=(8,)).run(content, [style], priors=[dark], callback=seen.append)
+    assert "prior" in seen[-1].figures
+    assert seen[-1].figures["prior"] < seen[0].figures["prior"]
+    assert pulled.mean() < plain.mean() - 0.05
