@@ -122,6 +122,9 @@ class CoreOptions(Options):
         "bf16 where the device runs it fast.")
     seed: int = opt(0, "Random seed (noise init, jitter, random weights).", min=0,
                     max=MAX_SEED)
+    compile: bool = opt(
+        False, "torch.compile the network (opt-in: minutes of compiling per image size and "
+        "needs a C++ compiler; measured gain in benchmarks/README.md).")
 
     def check(self) -> None:
         super().check()

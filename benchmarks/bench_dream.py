@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -24,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     conv_gflop,
+    interleaved,
     machine,
     matmul_peak_gflops,
     peak_memory_mb,
@@ -64,6 +66,56 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
             "peak MB": peak_memory_mb(dreamer.device)}
 
 
+def bare_fn(dreamer: Any, image: torch.Tensor) -> Any:
+    """The dream's bare network pass: the same network, precision and memory format, forward
+    to the deepest dream layer and the input-gradient backward, nothing else."""
+    from artconv.device import autocast
+
+    deepest = dreamer.layers[-1]
+    x = image.clone().requires_grad_(True)
+
+    def bare() -> None:
+        x.grad = None
+        with autocast(dreamer.device, dreamer.precision):
+            maps = dreamer.fx(x.contiguous(memory_format=dreamer.memory_format), [deepest])
+        maps[deepest].float().sum().backward()
+
+    return bare
+
+
+def ratios(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per size and precision: one dream step (jitter roll, objective, gradient transforms,
+    the update; the objective not read, as in the loop between displays) against the bare
+    pass, timed interleaved in this process (ratio of the minima)."""
+    from artconv.deepdream.engine import Dreamer, DreamOptions
+
+    rows = []
+    for size in [int(s) for s in args.ratio_sizes.split(",") if s]:
+        fns: dict[str, Any] = {}
+        for precision in args.precisions.split(","):
+            options = DreamOptions(arch=args.arch, weights=args.weights,
+                                   layers=tuple(args.layers.split(",")), device=args.device,
+                                   precision=precision, tile=0, octaves=1,
+                                   compile=args.compile)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # random weights warn
+                dreamer = Dreamer(options)
+            image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+            image = image.to(dreamer.device)
+            objective = dreamer.prepare(image)
+            rng = torch.Generator().manual_seed(0)
+            fns[f"bare_{precision}"] = bare_fn(dreamer, image)
+            fns[f"step_{precision}"] = (lambda d=dreamer, x=image, o=objective, r=rng:
+                                        d.step(x, o, rng=r, read=False))
+            device = dreamer.device
+        times = interleaved(fns, device, args.repeats, args.clock)
+        for precision in args.precisions.split(","):
+            bare, step = min(times[f"bare_{precision}"]), min(times[f"step_{precision}"])
+            rows.append({"size": size, "precision": precision, "bare_s": bare,
+                         "step_s": step, "step/bare": step / bare})
+    return rows
+
+
 def run_child(config: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
                           capture_output=True, text=True)
@@ -86,10 +138,33 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=3, help="Timed steps (median) per row.")
     p.add_argument("--json", action="store_true", help="Print the rows as JSON.")
+    p.add_argument("--ratio-sizes", default="256,512",
+                   help="Sizes for the step / bare pass rows (one process); empty to skip.")
+    p.add_argument("--ratio-only", action="store_true", help="Only the step / bare rows.")
+    p.add_argument("--compile", action="store_true", help="compile=True (ratio rows)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="ratio rows: cpu = process CPU time (with --threads 1 when busy)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.ratio_sizes:
+        if not args.json:
+            print(machine(), "| load", " ".join(f"{v:.2f}" for v in os.getloadavg()))
+            print(f"\ndream step / bare pass (forward + input gradient to {args.layers}), "
+                  "interleaved, minima")
+        ratio_rows = ratios(args)
+        if args.json:
+            print(json.dumps({"ratios": ratio_rows}, indent=1))
+        else:
+            report(ratio_rows)
+            print("\n".join(f"{r['size']} px {r['precision']}: dream step / bare pass = "
+                            f"{r['step/bare']:.3f} (target <= 1.1)" for r in ratio_rows))
+    if args.ratio_only:
         return
 
     from artconv.device import resolve_device

@@ -1,23 +1,29 @@
 """Style transfer speed on this machine: seconds per L-BFGS evaluation and per Adam step, in
-fp32 and bf16, with peak memory and the achieved conv GFLOP/s as a fraction of the measured
-matmul peak of the same precision.
+fp32 and bf16, against the floor and the reference measured in the same process.
 
     python benchmarks/bench_style.py --sizes 256,512 [--json]
+    python benchmarks/bench_style.py --sizes 256 --threads 1 --clock cpu   # busy machine
     python benchmarks/bench_style.py --quality --sizes 256     # bf16 vs fp32 final loss
+    python benchmarks/bench_style.py --tiled ...               # benchmarks/bench_tiled.py
 
-Targets (the lead's machines, VGG19, default layers, 512 px): fp32 <= 1.3 s per evaluation,
-bf16 <= 0.40 s. Speed does not depend on the weights, so `--weights random` (the default,
-offline) times the same network; use `--weights imagenet` for the quality check.
-One L-BFGS evaluation / Adam step = network forward to the deepest layer, Gram/W2/TV losses
-in fp32, backward to the image, the optimiser update. The conv FLOPs counted are the forward
-and the input-gradient backward (no weight gradients: the network is frozen).
+Printed ratios (issue 16): bf16 evaluation / bare bf16 pass (the engine's network forward
+to the deepest layer and the input-gradient backward, nothing else) and fp32 evaluation /
+a hand-written tutorial Gatys loop (`tutorial_fn`). Everything is timed interleaved and
+the minima are compared, so load from other processes hits each alike. Speed does not
+depend on the weights, so `--weights random` (the default, offline) times the same
+network; use `--weights imagenet` for the quality check. One L-BFGS evaluation / Adam step
+= network forward to the deepest layer, Gram/W2/TV losses in fp32, backward to the image,
+the optimiser update. `gflops`: forward and input-gradient backward conv FLOPs per second.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    conv_gflop,
-    machine,
-    matmul_peak_gflops,
-    peak_memory_mb,
-    report,
-    reset_peak,
-    time_it,
-)
+from common import conv_gflop, interleaved, machine, report  # noqa: E402
 
 from artconv.device import resolve_device  # noqa: E402
 from artconv.io.images import load_image  # noqa: E402
@@ -92,29 +90,118 @@ def step_fn(st: StyleTransfer, size: int, optimizer: str):
     return step
 
 
+def floor_fn(st: StyleTransfer, size: int) -> Callable[[], None]:
+    """The bare network pass an evaluation cannot go below: the engine's network (same
+    precision, autocast and memory format) forward to the deepest layer it uses and the
+    input-gradient backward, with nothing else (the deepest map's sum as the "loss")."""
+    deepest = st.fx.check_layers([*st.options.content_layers, *st.options.style_layers])[-1]
+    x = images(size, st.device)[0].clone().requires_grad_(True)
+
+    def bare() -> None:
+        x.grad = None
+        st.net.features(x, [deepest])[deepest].float().sum().backward()
+
+    return bare
+
+
+def tutorial_fn(st: StyleTransfer, size: int) -> Callable[[], None]:
+    """The reference: a minimal Gatys loop as the tutorials write it (fp32, NCHW, the same
+    layers and loss weights as the engine, Gram matrices by `mm`, `F.mse_loss`, L-BFGS
+    reading the loss each evaluation); one call = one L-BFGS evaluation."""
+    import copy
+
+    import torch.nn.functional as F
+
+    fx, opts = st.fx, st.options
+    names = fx.check_layers([*opts.content_layers, *opts.style_layers])
+    stop = fx.layer_names.index(names[-1]) + 1
+    net = copy.deepcopy(fx.net[:stop]).to(st.device, memory_format=torch.contiguous_format)
+    norm = copy.deepcopy(fx.normalize).to(st.device)
+    w = st.weights
+
+    def features(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, x = {}, norm(x)
+        for name, layer in zip(fx.layer_names[:stop], net, strict=True):
+            x = layer(x)
+            if name in names:
+                out[name] = x
+        return out
+
+    def gram(f: torch.Tensor) -> torch.Tensor:
+        _, c, h, wd = f.shape
+        f = f.view(c, h * wd)
+        return f @ f.t() / (c * h * wd)
+
+    content, style = images(size, st.device)
+    with torch.no_grad():
+        c_targets = {n: f for n, f in features(content).items() if n in opts.content_layers}
+        s_targets = {n: gram(f) for n, f in features(style[None]).items()
+                     if n in opts.style_layers}
+    x = content.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=1, history_size=100, tolerance_grad=-1,
+                            tolerance_change=-1)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        feats = features(x)
+        c_loss = sum(F.mse_loss(feats[n], t) for n, t in c_targets.items()) / len(c_targets)
+        s_loss = sum(lw * F.mse_loss(gram(feats[n]), s_targets[n])
+                     for n, lw in zip(opts.style_layers, w.style_layers, strict=True))
+        loss = w.content * c_loss + w.style * s_loss
+        loss.backward()
+        return loss
+
+    return lambda: opt.step(closure)
+
+
 def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per size: the engine's L-BFGS evaluation and Adam step in each precision, the bare
+    pass of each precision and (fp32) the hand-written tutorial loop, all timed interleaved
+    in this process; the ratios are of the minima (the least disturbed runs)."""
     device = resolve_device(args.device)
     rows = []
-    peaks = {p: matmul_peak_gflops(device, DTYPES[p]) for p in args.precisions}
     for size in args.sizes:
-        for precision in args.precisions:
-            st = engine(args, precision)
+        fns: dict[str, Callable[[], Any]] = {}
+        engines = {p: engine(args, p, compile=args.compile) for p in args.precisions}
+        for precision, st in engines.items():
+            fns[f"bare_{precision}"] = floor_fn(st, size)
+            for optimizer in ("lbfgs", "adam"):
+                fns[f"{optimizer}_{precision}"] = step_fn(st, size, optimizer)
+            if precision == "fp32" and not args.no_tutorial:
+                fns["tutorial_fp32"] = tutorial_fn(st, size)
+        times = interleaved(fns, device, args.repeats, args.clock)
+        best = {k: min(v) for k, v in times.items()}
+        for precision, st in engines.items():
             deepest = st.fx.check_layers([*st.options.content_layers,
                                           *st.options.style_layers])[-1]
+            bare = best[f"bare_{precision}"]
+            row: dict[str, Any] = {"size": size, "precision": precision,
+                                   "bare_s": bare, "lbfgs_s": best[f"lbfgs_{precision}"],
+                                   "adam_s": best[f"adam_{precision}"],
+                                   "lbfgs/bare": best[f"lbfgs_{precision}"] / bare,
+                                   "adam/bare": best[f"adam_{precision}"] / bare}
+            if precision == "fp32" and "tutorial_fp32" in best:
+                row["tutorial_s"] = best["tutorial_fp32"]
+                row["lbfgs/tutorial"] = best["lbfgs_fp32"] / best["tutorial_fp32"]
             gflop = conv_gflop(st.fx, (size, size), deepest)
-            row: dict[str, Any] = {"size": size, "precision": precision}
-            reset_peak(device)
-            for optimizer in ("lbfgs", "adam"):
-                seconds = time_it(step_fn(st, size, optimizer), device, args.repeats)
-                row[f"{optimizer}_s"] = seconds
-                if optimizer == "lbfgs":
-                    row["gflops"] = gflop / seconds
-                    row["of_peak"] = gflop / seconds / peaks[precision]
-            row["peak_mb"] = peak_memory_mb(device)
-            row["conv_gflop"] = gflop
-            row["matmul_peak_gflops"] = peaks[precision]
+            row["gflops"] = gflop / best[f"lbfgs_{precision}"]
+            row["median_lbfgs_s"] = statistics.median(times[f"lbfgs_{precision}"])
+            row["median_bare_s"] = statistics.median(times[f"bare_{precision}"])
             rows.append(row)
     return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    """The issue's two ratios per size, from one run."""
+    lines = []
+    for r in rows:
+        if r["precision"] == "bf16":
+            lines.append(f"{r['size']} px: bf16 L-BFGS eval / bare bf16 pass = "
+                         f"{r['lbfgs/bare']:.3f} (target <= 1.15)")
+        elif "lbfgs/tutorial" in r:
+            lines.append(f"{r['size']} px: fp32 L-BFGS eval / tutorial loop = "
+                         f"{r['lbfgs/tutorial']:.3f} (target <= 0.95)")
+    return "\n".join(lines)
 
 
 def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -138,13 +225,23 @@ def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--tiled" in argv:  # tiled (print-size) evaluation: its own benchmark
+        from bench_tiled import main as tiled
+
+        return tiled([a for a in argv if a != "--tiled"])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="256,512", help="comma-separated square sizes")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--json", action="store_true", help="print JSON rows")
     p.add_argument("--quality", action="store_true", help="bf16 vs fp32 final loss instead")
     p.add_argument("--evals", type=int, default=100, help="L-BFGS evaluations (--quality)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="timed calls of each (interleaved)")
+    p.add_argument("--compile", action="store_true", help="engines with compile=True")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="cpu: process CPU time (use with --threads 1 on a busy machine)")
+    p.add_argument("--no-tutorial", action="store_true", help="skip the hand-written loop")
     p.add_argument("--arch", default="vgg19")
     p.add_argument("--weights", default="random")
     p.add_argument("--pooling", default="max")
@@ -158,10 +255,14 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.precisions = args.precisions.split(",")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not args.json:
-        print(machine())
+        print(machine(), "| load", " ".join(f"{v:.2f}" for v in os.getloadavg()))
     rows = quality(args) if args.quality else speed(args)
     report(rows, args.json)
+    if not args.quality and not args.json:
+        print(summary(rows))
 
 
 if __name__ == "__main__":

@@ -96,3 +96,22 @@ def report(rows: list[dict[str, Any]], as_json: bool = False) -> None:
 
 def _fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int,
+                clock: str = "wall") -> dict[str, list[float]]:
+    """Seconds of each function, timed in turn (ABAB...) so that load from other processes
+    hits them alike; one warm-up call each first. `clock="cpu"`: this process's CPU time
+    instead of wall time (with one thread, the work done, whatever else runs; CPU only)."""
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            synchronize(device)
+            t = now()
+            fn()
+            synchronize(device)
+            times[name].append(now() - t)
+    return times

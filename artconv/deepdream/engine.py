@@ -81,6 +81,7 @@ class DreamStep(Step):
 
 
 StepInfo = Step  # the former per-step record of the dream engine
+FIGURES_EVERY = 10  # a display without a callback: read the objective this often
 
 
 class DreamInterrupted(Interrupted):
@@ -102,6 +103,7 @@ class _Call:
     mask: DreamMask | None = None
     seamless: bool = False  # detail is resized on a torus, so a tileable dream stays one
     done: int = 0
+    figures: dict[str, float] = field(default_factory=dict)  # the objective last read
     results: list[torch.Tensor] = field(default_factory=list)  # (3, H, W) each, on the CPU
     base: torch.Tensor | None = None  # the current image's sharp input at this octave
     img: torch.Tensor | None = None  # the current image at this octave
@@ -151,13 +153,16 @@ class _Call:
         out += [x.detach().float().cpu() for x in self.originals[len(out):]]
         return out[0] if single else torch.stack(out)
 
-    def record(self, index: int, octave: int, step: int, value: float, frame: int
+    def record(self, index: int, octave: int, step: int, value: float | None, frame: int
                ) -> DreamStep:
-        """The step record after `step` of `octave` of image `index`."""
+        """The step record after `step` of `octave` of image `index`; `value` None: the
+        objective was not read this step, the figures repeat the last ones read."""
         hw = self.sizes[octave - 1]
+        if value is not None:
+            self.figures = {"objective": value}
         return DreamStep(engine="dream", stage=octave, stages=len(self.sizes), step=step,
                          steps=self.steps, done=self.done, total=self.total,
-                         figures={"objective": value}, size=hw, frame=frame,
+                         figures=dict(self.figures), size=hw, frame=frame,
                          _image=functools.partial(self.image_at, index, hw, self.img))
 
     def image_at(self, index: int, hw: tuple[int, int], img: torch.Tensor) -> torch.Tensor:
@@ -224,15 +229,19 @@ class Dreamer:
 
     def step(self, image: torch.Tensor, objective: Objective, *,
              shift: tuple[int, int] | None = None, rng: torch.Generator | None = None,
-             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+             mask: torch.Tensor | None = None, read: bool = True
+             ) -> tuple[torch.Tensor, float | None]:
         """One ascent step: (new image, objective before the step). Without `shift`, a random
         roll of up to `jitter` px is drawn from `rng`. With `mask` ((1, 1, H, W) in [0, 1])
-        the step is taken only where it is non-zero, `step_size` measured inside it."""
+        the step is taken only where it is non-zero, `step_size` measured inside it.
+        `read=False` leaves the objective on the device (None is returned, no host sync and
+        no finiteness check: a non-finite gradient makes the image NaN, which the next step
+        that reads sees)."""
         o = self.options
         rng = rng if rng is not None else torch.Generator().manual_seed(o.seed)
         x = self.to_batch(image)
         grad, value = self.scorer.gradient(x, objective, input_transforms(o, rng, shift))
-        score = _checked(value, grad)
+        score = _checked(value, grad) if read else None
         transforms = (self.grad_transforms if mask is None
                       else gradient_transforms(o, mask.to(grad.device, grad.dtype)))
         for transform in transforms:
@@ -262,20 +271,27 @@ class Dreamer:
         call = _Call(self.to_batch(images), [], self.options.steps, self.options.preserve_colors,
                      self.mask, bool(getattr(self.options, "seamless", False)))
         notify = self.notify if callback is None else functools.partial(keep_going, callback)
+        # A callback sees the objective every step; a display alone every FIGURES_EVERY.
+        every = callback is not None or self.callback is not None
+        shown = every or (callback is None and self.on_step is not None)
         try:
             if self.mask is not None:  # before any work: a wrong-shaped mask is refused
                 self.mask.check_aspect(tuple(call.originals.shape[-2:]))
             call.sizes = self.octave_sizes(*call.originals.shape[-2:])
             for index in range(len(call.originals)):
-                if not self._dream_one(call, index, objective, frame, notify):
+                if not self._dream_one(call, index, objective, frame, notify, every, shown):
                     break
         except KeyboardInterrupt:
             raise DreamInterrupted(call.so_far(single) if call.started else None) from None
         return call.so_far(single)
 
     def _dream_one(self, call: _Call, index: int, objective: Objective | None, frame: int,
-                   notify: Callable[[Step], bool]) -> bool:
-        """Dream image `index` of the call, octave by octave; False if told to stop."""
+                   notify: Callable[[Step], bool], every: bool = True, shown: bool = True
+                   ) -> bool:
+        """Dream image `index` of the call, octave by octave; False if told to stop. The
+        objective is read from the device (a host sync) every step when `every`, every
+        FIGURES_EVERY steps when `shown`, and always at an octave's last step, which also
+        catches a dream that became non-finite."""
         o = self.options
         original = call.originals[index][None]
         objective = objective or self.prepare(original)
@@ -290,7 +306,9 @@ class Dreamer:
                 detail = detail * mask
             call.img = (call.base + detail).clamp(0, 1)
             for s in range(1, o.steps + 1):
-                call.img, value = self.step(call.img, objective, rng=rng, mask=mask)
+                read = every or s == o.steps or (shown and s % FIGURES_EVERY == 0)
+                call.img, value = self.step(call.img, objective, rng=rng, mask=mask,
+                                            read=read)
                 call.done += 1
                 if not notify(call.record(index, k, s, value, frame)):
                     return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import itertools
 import sys
@@ -92,6 +93,9 @@ class FeatureExtractor(nn.Module):
         self._usable = len(self._measured) if self.unusable else len(self.layer_names)
         if self._usable == 0:
             raise ArtconvError(f"{self._label()}: {self.unusable}; no layer can be used")
+        # torch.compile'd runs (opt-in, `compile` option), one per (last layer, captures)
+        self.use_compile = False
+        self._compiled: dict[tuple[int, tuple[int, ...]], Callable] = {}
         self.avg_scales: dict[str, float] = {}
         if pooling == "avg" and avg_rescale:
             self.avg_scales = pooling_mod.calibrate_avg_scales(
@@ -115,11 +119,14 @@ class FeatureExtractor(nn.Module):
         seamless = bool(getattr(options, "seamless", False))
         if options.backbone:
             backbone = load_backbone(options.backbone)
-            return cls(backbone, options.pooling, avg_rescale=options.avg_rescale,
-                       seamless=seamless, identity=f"backbone:{options.backbone}")
-        return cls.vgg(options.arch, options.weights, options.pooling,
-                       preprocess=options.preprocess, seed=options.seed,
-                       avg_rescale=options.avg_rescale, seamless=seamless)
+            fx = cls(backbone, options.pooling, avg_rescale=options.avg_rescale,
+                     seamless=seamless, identity=f"backbone:{options.backbone}")
+        else:
+            fx = cls.vgg(options.arch, options.weights, options.pooling,
+                         preprocess=options.preprocess, seed=options.seed,
+                         avg_rescale=options.avg_rescale, seamless=seamless)
+        fx.use_compile = bool(getattr(options, "compile", False))
+        return fx
 
     def train(self, mode: bool = True) -> FeatureExtractor:
         # Always eval: BatchNorm in an own backbone must keep its running statistics.
@@ -176,6 +183,8 @@ class FeatureExtractor(nn.Module):
                                f"{tuple(image.shape)}")
         self.check_size(image.shape[-2:], names)
         stop = self._index[names[-1]] + 1
+        if self.use_compile and not self._user_hooks(stop):
+            return self._run_compiled(image, names, stop)
         self._wanted, self._captured = set(names), {}
         try:
             x = self.normalize(image)
@@ -184,6 +193,29 @@ class FeatureExtractor(nn.Module):
             return {name: self._captured[name] for name in names}
         finally:
             self._wanted, self._captured = set(), {}
+
+    def _user_hooks(self, stop: int) -> bool:
+        """Whether a layer before `stop` carries hooks besides the capture hook (they run
+        only in the eager loop)."""
+        return any(len(m._forward_hooks) > 1 or m._forward_pre_hooks
+                   for m in self.net[:stop])
+
+    def _run_compiled(self, image: torch.Tensor, names: list[str], stop: int
+                      ) -> dict[str, torch.Tensor]:
+        """The forward as one torch.compile'd graph (captures by position, not by hook);
+        a compiler that fails says so in one line instead of a traceback."""
+        keep = tuple(self._index[n] for n in names)
+        fn = self._compiled.get((stop, keep))
+        if fn is None:
+            fn = torch.compile(functools.partial(_plain_run, self.normalize, self.net[:stop],
+                                                 keep), dynamic=False)
+            self._compiled[(stop, keep)] = fn
+        try:
+            maps = fn(image)
+        except Exception as exc:  # inductor needs a working C++ (or Triton) toolchain
+            raise ArtconvError(f"--compile: torch.compile failed here ({_describe_exc(exc)}); "
+                               "run without --compile") from exc
+        return dict(zip(names, maps, strict=True))
 
     def add_hook(self, name: str, hook: Callable[[nn.Module, Any, Any], Any]
                  ) -> RemovableHandle:
@@ -214,6 +246,18 @@ class FeatureExtractor(nn.Module):
             subject = f"{what}: {w}x{h} px" if what else f"image of {w}x{h} px"
             raise ArtconvError(f"{subject}{where} is too small for layer {names[-1]}: "
                                f"needs at least {need}x{need} px")
+
+
+def _plain_run(normalize: nn.Module, layers: nn.Sequential, keep: tuple[int, ...],
+               image: torch.Tensor) -> list[torch.Tensor]:
+    """The layers' outputs at the positions `keep`, without hooks (what torch.compile
+    traces)."""
+    x, out = normalize(image), []
+    for i, layer in enumerate(layers):
+        x = layer.forward(x)
+        if i in keep:
+            out.append(x)
+    return out
 
 
 def _vgg_backbone(arch: str, weights: str, preprocess: str, seed: int

@@ -32,10 +32,11 @@ own magnitude (mean square of the target Gram; the target covariance's trace / C
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 W2_EPS = 1e-4  # crowsonkb's: keeps the covariances positive definite
 SQRTM_ITERS = 12  # crowsonkb's Newton-Schulz count; errors stay in the tiny eigenvalues
@@ -89,14 +90,96 @@ def _weighted(f: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor,
     return f * m, total.expand(f.shape[0], 1, 1)
 
 
+def _total(f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The total weight (N,1,1) of flattened features (N,C,P) under `mask`, fp32."""
+    if mask is None:
+        return torch.full((f.shape[0], 1, 1), float(f.shape[2]), device=f.device,
+                          dtype=torch.promote_types(f.dtype, torch.float32))
+    total = _wide(mask).flatten(2).sum(2, keepdim=True).clamp_min(MIN_MASS * f.shape[2])
+    return total.expand(f.shape[0], 1, 1)
+
+
+class _Moments(torch.autograd.Function):
+    """(F m 1, F diag(m) F^T) of maps (N,C,H,W), flattened to F (N,C,P), under a constant
+    mask m (N|1,1,P) or none: the sums behind the Gram matrix and the W2 moments, in fp32.
+
+    Written out because autograd's own backward of ``bmm(F m, F^T)`` does two matmuls and
+    sums two full-size gradients (one of them transposed); with the product symmetric, one
+    matmul ``(dG + dG^T) F`` gives the gradient. It is written straight into a new tensor
+    of the maps' own shape and memory layout (NHWC stays NHWC; not a view), which autograd
+    may then take over and add the next layer's gradient to in place, rather than
+    allocating a third full-size map for the sum. For bf16 maps the fp32 copy is kept for
+    the backward rather than converted twice.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, maps: torch.Tensor, m: torch.Tensor | None, sums: bool
+                ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        fw = _wide(maps)
+        f = fw.flatten(2)
+        fm = f if m is None else f * m
+        ctx.save_for_backward(fw, m)
+        ctx.dtype = maps.dtype
+        ctx.set_materialize_grads(False)  # no full-size zeros for an unused output
+        return fm.sum(2) if sums else None, torch.bmm(fm, f.mT)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, d_sum: torch.Tensor | None, d_prod: torch.Tensor | None
+                 ) -> tuple[torch.Tensor | None, None, None]:
+        fw, m = ctx.saved_tensors
+        if not ctx.needs_input_grad[0] or (d_sum is None and d_prod is None):
+            return None, None, None
+        f = fw.flatten(2)
+        rows = _rows(fw)
+        if rows is not None:  # NHWC: channels fastest, so the (P,C) rows are contiguous
+            grad = torch.empty_like(fw)
+            if d_prod is None:
+                grad.zero_()
+            else:
+                torch.bmm(rows, d_prod + d_prod.mT, out=_rows(grad))
+        elif d_prod is None:
+            grad = torch.zeros(fw.shape, dtype=fw.dtype, device=fw.device)
+        else:
+            grad = torch.bmm(d_prod + d_prod.mT, f).view(fw.shape)
+        flat = grad.flatten(2)
+        if d_sum is not None:
+            flat.add_(d_sum.unsqueeze(-1))
+        if m is not None:
+            flat.mul_(m)
+        return grad.to(ctx.dtype), None, None
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor | None:
+    """A channels_last map (N,C,H,W) as its contiguous (N,H*W,C) rows (a view), else None
+    (a contiguous map's bmm output (N,C,P) is already in its layout)."""
+    if t.dim() != 4 or t.is_contiguous() or not t.is_contiguous(
+            memory_format=torch.channels_last):
+        return None
+    n, c, h, w = t.shape
+    return t.permute(0, 2, 3, 1).view(n, h * w, c)
+
+
+def _moment_sums(maps: torch.Tensor, mask: torch.Tensor | None, sums: bool = True
+                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Maps (N,C,...) -> (sum of F m (N,C) if `sums`, F diag(m) F^T (N,C,C)), fp32, F the
+    maps flattened to (N,C,P)."""
+    m = None if mask is None else _wide(mask).flatten(2)
+    if m is not None and m.requires_grad:  # a learnt mask: autograd's general backward
+        f = _wide(maps).flatten(2)
+        fm, _ = _weighted(f, mask)
+        return fm.sum(2) if sums else None, torch.bmm(fm, f.mT)
+    return _Moments.apply(maps, m, sums)
+
+
 # -- Gram ------------------------------------------------------------------------------------
 def gram(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """(N,C,H,W) -> (N,C,C) Gram matrices ``F F^T / (C H W)``, one batched matmul, fp32.
     With a `mask` (N|1,1,H,W): the guided Gram ``F diag(m) F^T / (C H W mean(m))``."""
     c = features.shape[1]
-    f = _wide(features).flatten(2)  # a view also for channels_last maps
-    fm, total = _weighted(f, mask)
-    return torch.bmm(fm, f.mT) / (c * total)
+    f = features.flatten(2)  # a view also for channels_last maps
+    _, prod = _moment_sums(features, mask, sums=False)
+    return prod / (c * _total(f, mask))
 
 
 def gram_loss(features: torch.Tensor, target: torch.Tensor,
@@ -135,9 +218,11 @@ def moments(features: torch.Tensor,
             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,C,H,W) -> mean (N,C) and second raw moment ``F F^T / (H W)`` (N,C,C), fp32;
     with a `mask` (N|1,1,H,W), both weighted by it and divided by its total."""
-    f = _wide(features).flatten(2)
-    fm, total = _weighted(f, mask)
-    return fm.sum(2) / total[..., 0], torch.bmm(fm, f.mT) / total
+    f = features.flatten(2)
+    total = _total(f, mask)
+    sums, prod = _moment_sums(features, mask)
+    assert sums is not None
+    return sums / total[..., 0], prod / total
 
 
 def covariance(mean: torch.Tensor, srm: torch.Tensor, eps: float = W2_EPS) -> torch.Tensor:
@@ -194,8 +279,49 @@ def tv_loss(image: torch.Tensor, kind: Literal["l2", "l1"] = "l2", *,
     ``|dx| + |dy|`` (l1); the last row/column is replicated so it adds no difference, or,
     with `wrap` (seamless textures), the first one follows it, so the borders that meet
     when the image is tiled are smoothed too."""
-    x = F.pad(_wide(image), (0, 1, 0, 1), mode="circular" if wrap else "replicate")
-    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
-    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
-    per_pixel = dx.square() + dy.square() if kind == "l2" else dx.abs() + dy.abs()
-    return per_pixel.flatten(1).mean(1)
+    return _TV.apply(image, kind, wrap)
+
+
+def _diffs(x: torch.Tensor, wrap: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences along W and H; 0 at the last column/row unless `wrap`."""
+    if wrap:
+        return x.roll(-1, -1) - x, x.roll(-1, -2) - x
+    dx = F.pad(x[..., 1:] - x[..., :-1], (0, 1))
+    dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+    return dx, dy
+
+
+def _back_diff(d: torch.Tensor, dim: int, wrap: bool) -> torch.Tensor:
+    """The adjoint of a forward difference: ``d[i-1] - d[i]`` (``d[-1]`` = 0 or wrapped)."""
+    if wrap:
+        return d.roll(1, dim) - d
+    size = d.shape[dim]
+    prev = F.pad(d.narrow(dim, 0, size - 1), (1, 0) if dim == -1 else (0, 0, 1, 0))
+    return prev - d
+
+
+class _TV(torch.autograd.Function):
+    """Total variation with a closed-form backward: autograd's own, through the padding
+    and four slices, allocated and zero-filled a full image per slice (a measurable share
+    of a small image's step)."""
+
+    @staticmethod
+    def forward(ctx: Any, image: torch.Tensor, kind: str, wrap: bool) -> torch.Tensor:
+        x = _wide(image)
+        dx, dy = _diffs(x, wrap)
+        ctx.save_for_backward(dx, dy)
+        ctx.kind, ctx.wrap, ctx.dtype = kind, wrap, image.dtype
+        per_pixel = dx.square() + dy.square() if kind == "l2" else dx.abs() + dy.abs()
+        return per_pixel.flatten(1).mean(1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        dx, dy = ctx.saved_tensors
+        if ctx.kind == "l2":
+            dx, dy = 2 * dx, 2 * dy
+        else:
+            dx, dy = dx.sign(), dy.sign()
+        per = grad.view(-1, *([1] * (dx.dim() - 1))) / dx[0].numel()
+        out = (_back_diff(dx, -1, ctx.wrap) + _back_diff(dy, -2, ctx.wrap)) * per
+        return out.to(ctx.dtype), None, None
