@@ -24,6 +24,13 @@ from artconv.cli.common import (
     split_options,
     ui_parameters,
 )
+from artconv.cli.video import (
+    is_video_input,
+    pop_video,
+    refuse_clip_flags,
+    style_clip,
+    video_parameters,
+)
 
 HELP = ("Neural style transfer: paint CONTENT in the style of STYLE image(s) or a style "
         "preset. Ctrl-C saves the current image and exits with 130.")
@@ -47,14 +54,24 @@ def _parameters() -> list[inspect.Parameter]:
         inspect.Parameter("save_every", kw, annotation=int, default=typer.Option(
             0, "--save-every", min=0, help="Also write OUTPUT-STEM_NNNNN.png every N steps "
                                            "(0 = off).")),
+        inspect.Parameter("resume", kw, annotation=bool, default=typer.Option(
+            False, "--resume", help="Write each finished scale as OUTPUT-STEM_scalePX.EXT, and "
+                                    "start after the last such scale an earlier run left.")),
         *ui_parameters(),
         *option_parameters(StyleOptions),
+        *video_parameters(),
     ]
 
 
 def style_command(**kwargs: Any) -> None:
     from artconv.presets import options_for, resolve_sources
     from artconv.style import StyleOptions
+
+    clip_options, partial = pop_video(kwargs)
+    if is_video_input(kwargs["content"]):  # a clip, a frames folder or 'frames/*.png'
+        style_clip(kwargs, clip_options, partial)
+        return
+    refuse_clip_flags(clip_options, partial, kwargs["content"])
 
     overrides = split_options(StyleOptions, kwargs)
     ui = Ui(quiet=kwargs["quiet"], json=kwargs["json_out"])
@@ -66,13 +83,17 @@ def style_command(**kwargs: Any) -> None:
     output = kwargs["output"] or Path.cwd() / (
         "_".join([content_path.stem, *sources.names]) + ".png")
     check_picture_suffix(output)
+    from artconv.io.images import check_depth
+
+    check_depth(output, options.bit_depth)
     _check_writes(options, output, inputs, kwargs["save_every"],
-                  "--output" if kwargs["output"] else "output")
-    _stylize(options, content_path, inputs, output, kwargs["save_every"], ui)
+                  "--output" if kwargs["output"] else "output", kwargs["resume"])
+    _stylize(options, content_path, inputs, output, kwargs["save_every"], ui,
+             kwargs["resume"])
 
 
 def _check_writes(options: Any, output: Path, inputs: list[Path], save_every: int,
-                  label: str) -> None:
+                  label: str, resume: bool = False) -> None:
     """The output and every --save-every step, checked before any work."""
     from artconv.outputs import check_write_paths
 
@@ -80,13 +101,15 @@ def _check_writes(options: Any, output: Path, inputs: list[Path], save_every: in
     masks = [Path(m) for m in (*options.masks, *options.style_masks)]
     steps = sum(options.iterations_at(i) for i in range(len(options.ladder())))
     every = range(save_every, steps + 1, save_every) if save_every else ()
+    scales = [("--resume", _scale_path(output, n)) for n in options.ladder()] if resume else []
     check_write_paths(planned_writes(label, output,
-                                     [("--save-every", _step_path(output, k)) for k in every]),
+                                     [("--save-every", _step_path(output, k)) for k in every]
+                                     + scales),
                       [*inputs, *init_image, *masks])
 
 
 def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,
-             save_every: int, ui: Ui) -> None:
+             save_every: int, ui: Ui, resume: bool = False) -> None:
     from artconv import registry
     from artconv.engine import Interrupted
     from artconv.io.images import load_image
@@ -95,22 +118,30 @@ def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,
     spec = registry.get("style")
     content = load_image(content_path)  # read everything before the network loads
     styles = [load_image(p) for p in inputs[1:]]
+    ladder, init = options.ladder(), None
+    if resume:
+        options, init = _resume_point(options, output, ui)
     with Progress(quiet=ui.quiet or ui.json) as progress:
 
         def save(step: Any) -> None:
-            if step.done % save_every == 0:
+            if save_every and step.done % save_every == 0:
                 spec.writer(st, step.image[0], _step_path(output, step.done), inputs=inputs,
                             step=step.done)
+            if resume and step.step == step.steps:  # a finished scale, to resume from
+                longest = ladder[len(ladder) - step.stages + step.stage - 1]
+                spec.writer(st, step.image[0], _scale_path(output, longest), inputs=inputs,
+                            scale=longest)
 
         # The display goes in as `progress`, not as a callback: a display alone lets Adam
         # read its losses from the device every few steps instead of every step.
-        st = spec.engine(options, progress=progress, callback=save if save_every else None)
+        st = spec.engine(options, progress=progress,
+                         callback=save if save_every or resume else None)
         st.check_sizes(content.shape[-2:], [s.shape[-2:] for s in styles],
                        content_name=str(content_path), style_names=list(map(str, inputs[1:])))
         ui.say(f"{content_path.name}: {options.output_size} px, {st.device} {st.precision}")
         start = time.perf_counter()
         try:
-            result = st.run(content[None], styles=styles)
+            result = st.run(content[None], styles=styles, init=init)
         except Interrupted as stopped:
             _save_interrupted(st, stopped.image, output, inputs)
             raise typer.Exit(130) from None
@@ -120,6 +151,33 @@ def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,
     ui.result({"output": str(output), "width": result.shape[-1], "height": result.shape[-2],
                "seconds": round(seconds, 3), "losses": st.last_figures,
                "loss_weights": dataclasses.asdict(st.weights)})
+
+
+def _scale_path(output: Path, longest: int) -> Path:
+    return output.with_name(f"{output.stem}_scale{longest}{output.suffix}")
+
+
+def _resume_point(options: Any, output: Path, ui: Ui) -> tuple[Any, Any]:
+    """(options for the scales still to run, the image to start from) after the last scale
+    an earlier --resume run wrote; the options as given and None when there is none. Adam's
+    moments are not saved: a resumed scale starts them afresh."""
+    from artconv.io.images import load_image
+
+    ladder = options.ladder()
+    done = [i for i, n in enumerate(ladder) if _scale_path(output, n).is_file()]
+    if not done:
+        return options, None
+    last = done[-1]
+    path = _scale_path(output, ladder[last])
+    image = load_image(path)
+    if max(image.shape[-2:]) != ladder[last]:
+        return options, None  # not this ladder's scale: start over
+    ui.say(f"--resume: starting after {path.name} (scale {last + 1} of {len(ladder)})")
+    rest = ladder[last + 1:] or ladder[-1:]
+    steps = ([options.iterations_at(i) for i in range(last + 1, len(ladder))]
+             if last + 1 < len(ladder) else [0])
+    return options.replace(scales=tuple(rest), min_scale=None, size=None,
+                           iterations=tuple(steps)), image[None]
 
 
 def _step_path(output: Path, step: int) -> Path:

@@ -14,7 +14,14 @@ from artconv.deepdream.transforms import Transform, compose
 from artconv.device import autocast, fp32
 from artconv.errors import ArtconvError
 from artconv.nets.extractor import FeatureExtractor, describe
-from artconv.nets.tiling import Tile, tile_grid, tiled_gradient
+from artconv.nets.tiling import (
+    MemoryEstimate,
+    Tile,
+    network_bytes,
+    pass_bytes,
+    tile_grid,
+    tiled_gradient,
+)
 from artconv.nets.weights import ArtconvWarning
 
 
@@ -87,6 +94,22 @@ class TiledObjective:
                        for t in tiles]
             self._cache[key] = (tiles, weights)
         return self._cache[key]
+
+    def memory(self, hw: Sequence[int], batch: int = 1) -> MemoryEstimate:
+        """Estimated peak memory of one gradient at an image of `hw`, counted as the style
+        engine counts its own (`artconv.nets.tiling.MemoryEstimate`): the image-sized
+        buffers (image, its transformed copy and their gradients, the tile sum and the
+        octave's detail and result) and one pass of the largest tile."""
+        h, w = int(hw[0]), int(hw[1])
+        tiles, _ = self.tiles((h, w))
+        image = 4 * batch * 3 * h * w
+        biggest = max(tiles, key=lambda t: t.ext_area)
+        crop = (biggest.ext[1] - biggest.ext[0], biggest.ext[3] - biggest.ext[2])
+        return MemoryEstimate(
+            (h, w), self.tile if len(tiles) > 1 else 0,
+            {"image and gradient": 4 * image, "octave": 2 * image},
+            pass_bytes(self.fx.net, crop, self.layers[-1], batch=batch),
+            network_bytes(self.fx))
 
     def _positions(self, hw: tuple[int, int]) -> int:
         info = describe(self.fx.net, hw, until=self.layers[-1])[-1]

@@ -483,12 +483,14 @@ def save_image(
     inputs: Sequence[StrPath] = (),
     overwrite: bool = True,
     quality: int = 95,
+    depth: int = 8,
 ) -> Path:
     """Atomically save ``img`` to ``path``, in the format its extension names.
 
     ``recipe`` (JSON-serialisable) goes into a PNG text chunk, or for other formats into a
     ``<path>.json`` sidecar; :func:`read_recipe` reads either. ``path`` may never be one of
-    ``inputs``, and may only already exist if ``overwrite``.
+    ``inputs``, and may only already exist if ``overwrite``. ``depth`` 16 writes 16 bits
+    per channel (for print; PNG and TIFF only, from a tensor).
     """
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
@@ -504,6 +506,10 @@ def save_image(
                                "choose another output path")
     if not overwrite and path.exists():
         raise ArtconvError(f"{path}: exists (use --overwrite)")
+    check_depth(path, depth)
+    if depth == 16 and not isinstance(img, Image.Image):
+        return _save16(img, path, fmt, None if recipe is None else
+                       json.dumps(recipe, sort_keys=True))
 
     pil = img if isinstance(img, Image.Image) else to_pil(img)
     # Serialise first so a bad recipe fails before anything is written.
@@ -525,6 +531,77 @@ def save_image(
     with atomic_output(path, sidecar_bytes, suffix_hint=path.suffix) as tmp:
         pil.save(tmp, format=fmt, **options)
     return path
+
+
+DEPTH_FORMATS = ("PNG", "TIFF")  # the formats 16 bits per channel are written in
+
+
+def check_depth(path: StrPath, depth: int) -> None:
+    """Refuse, before any work, a bit depth the output's format cannot hold."""
+    if depth not in (8, 16):
+        raise ArtconvError(f"{path}: bit depth {depth} (use 8 or 16)")
+    if depth == 16 and SAVE_FORMATS.get(Path(path).suffix.lower()) not in DEPTH_FORMATS:
+        raise ArtconvError(f"{path}: 16 bits per channel need a .png or .tif output")
+
+
+def _save16(img: torch.Tensor, path: Path, fmt: str, recipe_json: str | None) -> Path:
+    """16-bit RGB PNG or TIFF (deflate): PIL writes neither, so the few chunks or tags
+    are written here. The PNG carries the recipe in the same iTXt chunk PIL reads."""
+    if img.ndim == 4 and img.shape[0] == 1:
+        img = img[0]
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise ArtconvError(f"{path}: not an RGB image (shape {tuple(img.shape)})")
+    arr = (img.detach().float().clamp(0, 1).mul(65535).round().to(torch.int32).cpu()
+           .permute(1, 2, 0).contiguous().numpy().astype(np.uint16))
+    data = _png16(arr, recipe_json) if fmt == "PNG" else _tiff16(arr)
+    sidecar = recipe_json.encode() if recipe_json is not None and fmt != "PNG" else None
+    with atomic_output(path, sidecar, suffix_hint=path.suffix) as tmp:
+        Path(tmp).write_bytes(data)
+    return path
+
+
+def _png16(arr: np.ndarray, text: str | None) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    h, w, _ = arr.shape
+    rows = np.ascontiguousarray(arr, dtype=">u2").view(np.uint8).reshape(h, w * 6)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1)  # filter 0 per row
+    out = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))]
+    if text is not None:  # keyword, no compression, no language, no translated keyword
+        out.append(chunk(b"iTXt", RECIPE_KEY.encode() + b"\0\0\0\0\0" + text.encode()))
+    out += [chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)), chunk(b"IEND", b"")]
+    return b"".join(out)
+
+
+def _tiff16(arr: np.ndarray) -> bytes:
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    strip = zlib.compress(np.ascontiguousarray(arr, dtype="<u2").tobytes(), 6)
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, None), (259, 3, 1, 8),
+            (262, 3, 1, 2), (273, 4, 1, None), (277, 3, 1, 3), (278, 4, 1, h),
+            (279, 4, 1, len(strip)), (284, 3, 1, 1)]
+    ifd_at = 8
+    ifd_size = 2 + 12 * len(tags) + 4
+    bits_at = ifd_at + ifd_size  # three SHORTs do not fit in a tag's 4 bytes
+    strip_at = bits_at + 6
+    body = struct.pack("<H", len(tags))
+    for tag, kind, count, value in tags:
+        if tag == 258:
+            value = bits_at
+        elif tag == 273:
+            value = strip_at
+        packed = struct.pack("<HI", value, 0)[:4] if kind == 3 and count == 1 else \
+            struct.pack("<I", value)
+        body += struct.pack("<HHI", tag, kind, count) + packed
+    body += struct.pack("<I", 0)
+    return b"II*\0" + struct.pack("<I", ifd_at) + body + struct.pack("<3H", 16, 16, 16) + strip
 
 
 # One definition of each, in artconv.outputs; these names stay for existing importers.

@@ -14,7 +14,8 @@ from artconv.io.images import save_image
 def write_picture(engine: Any, image: torch.Tensor, output: str | Path,
                   inputs: Sequence[str | Path] = (), **recipe_extra: Any) -> list[Path]:
     """Save an image result `(3, H, W)` atomically with `engine.recipe(inputs)`; never over
-    one of `inputs`."""
+    one of `inputs`. 8 or 16 bits per channel, as the engine's `bit_depth` option says."""
     path = save_image(image, output, inputs=inputs,
-                      recipe=engine.recipe(inputs, **recipe_extra))
+                      recipe=engine.recipe(inputs, **recipe_extra),
+                      depth=int(getattr(engine.options, "bit_depth", 8)))
     return [path]

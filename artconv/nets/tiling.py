@@ -15,8 +15,9 @@ the features engine (`artconv.features.plan`, which sizes each tile's context pe
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -154,3 +155,133 @@ def tiled_gradient(score: Callable[[torch.Tensor], torch.Tensor], image: torch.T
             grad[..., t0:b0, l0:r0] = t.core_of_ext(g)
             total = total + value.detach().float() * (t.core_area / t.ext_area)
     return grad, total
+
+
+# -- exact statistics over tiles ------------------------------------------------------------
+def owned_context(net: nn.Sequential, layers: Sequence[str]) -> tuple[int, int]:
+    """(align, margin) for tiles whose owned positions (`owned`) of `layers` are computed
+    exactly: the deepest layer's stride, and the context those positions' receptive fields
+    reach past the core on either side. About half of `layer_context`'s margin, which a
+    core pixel's gradient needs: an owned position's field is centred on it."""
+    wanted = set(layers)
+    found = [g for g in walk(net) if g.name in wanted]
+    if len(found) != len(wanted):
+        raise ValueError(f"owned_context: layers {sorted(wanted)} not all in the network")
+    margin = max(max(0, -g.cell.lo, g.cell.hi - g.stride + 1) for g in found)
+    return found[-1].stride, margin
+
+
+def owned(tile: Tile, stride: int, map_hw: tuple[int, int], image_hw: tuple[int, int]
+          ) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """The positions of a layer's map (total `stride`, whole-image map `map_hw`) that `tile`
+    owns, as (rows, cols) slices into the whole map and into the tile's own map.
+
+    A position belongs to the tile whose core holds its cell's first pixel (stride x
+    index); the last core along an axis also takes the map's end. Every position is thus
+    owned by exactly one tile, and its receptive field lies inside the tile's context when
+    the margin is at least the receptive field - 1 (`layer_context`). Core and context
+    edges must be multiples of `stride` (tiles on the deepest layer's stride grid)."""
+    whole, crop = [], []
+    for (a, b), e, n, m in ((tile.core[:2], tile.ext[0], image_hw[0], map_hw[0]),
+                            (tile.core[2:], tile.ext[2], image_hw[1], map_hw[1])):
+        if a % stride or (a - e) % stride:
+            raise ValueError(f"tile edge {a} (context from {e}) is not on the stride-{stride} "
+                             "grid")
+        lo, hi = a // stride, (m if b >= n else b // stride)
+        hi = max(lo, min(hi, m))
+        whole.append(slice(lo, hi))
+        start = (a - e) // stride
+        crop.append(slice(start, start + hi - lo))
+    return (whole[0], whole[1]), (crop[0], crop[1])
+
+
+def add_crop(total: torch.Tensor, tile: Tile, values: torch.Tensor) -> None:
+    """Add `values`, shaped like the tile's crop, into `total` at the crop's place (wrapping
+    around the image's edges where a seamless tile's context does)."""
+    t, b, left, r = tile.ext
+    h, w = total.shape[-2:]
+    if t >= 0 and b <= h and left >= 0 and r <= w:
+        total[..., t:b, left:r] += values
+        return
+    rows = torch.arange(t, b, device=total.device) % h
+    cols = torch.arange(left, r, device=total.device) % w
+    part = total.new_zeros((*total.shape[:-1], r - left)).index_add_(-2, rows, values)
+    total.index_add_(-1, cols, part)
+
+
+# -- memory ---------------------------------------------------------------------------------
+GIB = 2**30
+# Bytes an autograd forward + backward holds per activation element: saved inputs of every
+# conv, ReLU outputs, max-pool indices, the gradients in flight. Measured 4 x 1.3 on VGG19
+# at 256 and 512 px on the CPU (benchmarks/bench_tiled.py --calibrate); 4 x 1.5 leaves room
+# for the style statistics' temporaries.
+GRAD_PASS_BYTES = 4 * 1.5
+NO_GRAD_PASS_BYTES = 4 * 1.1  # a layer's input and output, with the allocator's slack
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Estimated peak bytes of a tiled (or untiled) engine pass at one image size: the
+    image-sized `buffers` (by name: what grows with the image), one network pass
+    (`pass_`: of one tile, or of the whole image when untiled) and the network's weights.
+    The style and dream engines both count their buffers in one of these."""
+
+    hw: tuple[int, int]
+    tile: int  # 0: untiled
+    buffers: dict[str, int] = field(default_factory=dict)
+    pass_: int = 0
+    network: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.buffers.values()) + self.pass_ + self.network
+
+    def text(self) -> str:
+        parts = ", ".join(f"{k} {v / GIB:.2f}" for k, v in self.buffers.items() if v)
+        where = f"tiles of {self.tile} px" if self.tile else "untiled"
+        return (f"{self.total / GIB:.2f} GiB ({where}: one pass {self.pass_ / GIB:.2f}, "
+                f"{parts})")
+
+
+def network_bytes(net: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in net.parameters())
+
+
+def pass_bytes(net: nn.Sequential, hw: tuple[int, int], until: str, *, batch: int = 1,
+               grad: bool = True) -> int:
+    """Estimated peak bytes of one fp32 pass of `net` up to `until` over a batch of
+    `batch` images of `hw`: with `grad`, every activation is kept for the backward pass;
+    without, about the largest adjacent pair."""
+    acts = [3 * hw[0] * hw[1]] + [g.channels * max(g.height, 0) * max(g.width, 0)
+                                  for g in walk(net, hw, until=until)]
+    if grad:
+        return int(batch * GRAD_PASS_BYTES * sum(acts))
+    return int(batch * NO_GRAD_PASS_BYTES * max(a + b for a, b in zip(acts, acts[1:],
+                                                                      strict=False)))
+
+
+def largest_tile(fits: Callable[[int], bool], longest: int, align: int) -> int:
+    """The largest core side (a multiple of `align`, at most `longest` rounded up) for which
+    `fits(side)` holds; 0 when none does."""
+    lo, hi = 0, max(1, math.ceil(longest / align))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid * align):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * align
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free on `device` now: CUDA's free memory, else the host's MemAvailable."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

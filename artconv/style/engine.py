@@ -58,7 +58,17 @@ from artconv.style.optimise import (
     warm_start,
 )
 from artconv.style.options import StyleOptions
-from artconv.style.targets import Given, Net, StyleTargets, TargetMaker, as_batch
+from artconv.style.targets import Given, Net, StyleTargets, as_batch
+from artconv.style.tiled import (
+    Estimate,
+    TiledObjective,
+    TiledTargetMaker,
+    TilePlan,
+    assemble,
+    choose_tile,
+    estimate,
+    tiles_needed,
+)
 from artconv.style.weights import (
     DEFAULT_WEIGHTS,
     TV_L1_FACTOR,
@@ -113,6 +123,7 @@ class _Run:
     scale: ScaleRun | None = None
     done: int = 0
     figures: dict[str, float] = field(default_factory=dict)  # the losses last read
+    tiles: int = 1  # tiles the scale in progress runs as (each step passes them twice)
 
     def result(self) -> torch.Tensor | None:
         """The result so far, shaped as `run()` returns it; None before the first step."""
@@ -150,8 +161,11 @@ class _Run:
         if not self.callbacks:
             return True
         assert self.scale is not None
+        figures = dict(self.figures)
+        if self.tiles > 1:
+            figures["tiles"] = self.tiles
         info = StepInfo("style", stage, self.stages, step, steps, self.done, self.total,
-                        dict(self.figures), hw, 0, self.scale.current, per_image=per_image)
+                        figures, hw, 0, self.scale.current, per_image=per_image)
         return all([keep_going(callback, info) for callback in self.callbacks])
 
 
@@ -181,7 +195,7 @@ class StyleTransfer:
         self.weights = resolve_weights(self.options, weights_kind(self.fx))
         self.callback, self.progress = callback, progress
         self.net = Net(self.fx, self.device, self.precision, self.memory_format)
-        self.target_maker = TargetMaker(self.net, self.options, self.masks)
+        self.target_maker = TiledTargetMaker(self.net, self.options, self.masks)
         self.last_figures: dict[str, float] = {}
         self._run_state: _Run | None = None
 
@@ -282,11 +296,16 @@ class StyleTransfer:
         run.output, run.stages = resize_to(content, sizes[-1]), len(sizes)
         run.total = sum(opts.iterations_at(i) for i in range(len(sizes)))
         key = self.target_maker.key(styles) if targets is None else None
+        # Every scale's tile size (and memory) is settled before anything is allocated.
+        tiles = self.tile_sizes(sizes, content.shape[0])
+        # the style images at a tiled scale are measured tile by tile too
+        self.target_maker.tiles = dict(zip(opts.ladder(), tiles, strict=True))
         x, adam_state = _initial(opts, content, sizes[0], lum, self.device, init), None
         for index, (longest, hw) in enumerate(zip(opts.ladder(), sizes, strict=True)):
             scale_targets = self.target_maker.for_scale(targets, styles, longest, content, key)
             content_s = resize_to(content, hw)
-            objective = self.objective(content_s, scale_targets, priors)
+            objective = self.objective(content_s, scale_targets, priors, tile=tiles[index])
+            run.tiles = len(objective.plan(hw)) if isinstance(objective, TiledObjective) else 1
             # A seamless texture stays tileable when carried up to the next scale.
             carried = resize_circular(x, hw) if opts.seamless else resize_to(x, hw)
             run.scale = ScaleRun.start(carried, content_s, opts, lum, adam_state)
@@ -299,21 +318,47 @@ class StyleTransfer:
 
     @torch.no_grad()
     def objective(self, content: torch.Tensor, targets: StyleTargets,
-                  priors: Sequence[Prior] = ()) -> Objective:
+                  priors: Sequence[Prior] = (), *, tile: int = 0) -> Objective:
         """The loss at one scale: a function of the images being optimised ((K,3,H,W), or
         (K,1,H,W) luminance with preserve_colors=luminance) returning the weighted
         content, style and TV losses as a (3, K) tensor. `content`: (K,3,H,W) at that size.
-        """
+        With `tile` > 0 and an image larger than one tile, a `TiledObjective` (exact, in
+        the memory of one tile; `artconv.style.tiled`)."""
         content = as_batch(content).to(self.device, torch.float32)
         if self.options.preserve_colors == "luminance":
             content = color.luminance(content).expand(-1, 3, -1, -1)
+        hw = (int(content.shape[-2]), int(content.shape[-1]))
+        layers = [*self.options.content_layers, *self.options.style_layers]
+        tiled = tiles_needed(self.fx, layers, hw, tile) > 1
         feats: dict[str, torch.Tensor] = {}
         if self.options.content_layers:
-            feats = self.net.features(content, self.options.content_layers)
-        regions = (self.masks.regions(tuple(content.shape[-2:]), self.device)
-                   if self.masks is not None else None)
-        return Objective(self.net, self.options, self.weights,
-                         {n: f.float() for n, f in feats.items()}, targets, regions, priors)
+            if tiled:
+                plan = TilePlan(self.fx, self.options.content_layers, hw, tile)
+                feats = assemble(self.net, content, self.options.content_layers, plan)
+            else:
+                feats = self.net.features(content, self.options.content_layers)
+        regions = (self.masks.regions(hw, self.device) if self.masks is not None else None)
+        feats = {n: f.float() for n, f in feats.items()}
+        if tiled:
+            return TiledObjective(self.net, self.options, self.weights, feats, targets, regions,
+                                  priors, tile=tile)
+        return Objective(self.net, self.options, self.weights, feats, targets, regions, priors)
+
+    def tile_sizes(self, sizes: Sequence[tuple[int, int]], batch: int = 1) -> list[int]:
+        """The tile size of each scale (0: untiled) from --tile and --max-memory; a run that
+        would not fit is refused here, with one line, before anything is allocated."""
+        regions = len(self.masks) if self.masks is not None else 0
+        return [choose_tile(self.fx, self.options, hw, self.device, batch, regions)
+                for hw in sizes]
+
+    def memory(self, hw: tuple[int, int], batch: int = 1) -> Estimate:
+        """The estimated peak memory of a scale of `hw` px as this engine would run it."""
+        regions = len(self.masks) if self.masks is not None else 0
+        tile = choose_tile(self.fx, self.options, hw, self.device, batch, regions,
+                           check=False)
+        layers = [*self.options.content_layers, *self.options.style_layers]
+        tile = tile if tiles_needed(self.fx, layers, hw, tile) > 1 else 0
+        return estimate(self.fx, self.options, hw, tile, batch, regions)
 
     def current_image(self) -> torch.Tensor | None:
         """The latest result (K,3,h,w) at the scale in progress while `run` is going or

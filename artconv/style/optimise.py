@@ -18,7 +18,7 @@ from artconv.style.options import StyleOptions
 from artconv.style.targets import Net, StyleTargets
 from artconv.style.weights import LossWeights
 
-LBFGS_HISTORY = 100  # neural-style's (torch's) default; ~2 x 100 image copies of memory
+LBFGS_HISTORY = 100  # neural-style's (torch's) default; StyleOptions.lbfgs_history
 
 AdamState = list[dict[str, Any]]  # per image, carried from one scale to the next
 
@@ -85,6 +85,15 @@ class Objective:
             if self.priors:
                 rows.append(sum(prior(x) for prior in self.priors))
             return torch.stack(rows)
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows (R, K) at `x` (detached) and the gradient of their sum w.r.t. `x`.
+        `artconv.style.tiled.TiledObjective` computes the same tile by tile."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            parts = self(x)
+            (grad,) = torch.autograd.grad(parts.sum(), x)
+        return parts.detach(), grad
 
     def _style_layer(self, name: str, f: torch.Tensor) -> torch.Tensor:
         """One style layer's loss (N,): plain, or summed over the mask regions."""
@@ -170,7 +179,8 @@ class ScaleRun:
                 warm_start(optimizers[0], params, adam_state)
         else:  # max_iter=1: one loss evaluation per step(); the history survives the calls
             optimizers = [torch.optim.LBFGS([p], lr=options.learning_rate(), max_iter=1,
-                                            history_size=LBFGS_HISTORY, tolerance_grad=-1,
+                                            history_size=options.lbfgs_history,
+                                            tolerance_grad=-1,
                                             tolerance_change=-1) for p in params]
         ema = EMA(torch.cat(params).detach(), options.avg_decay) if options.avg_decay else None
         return cls(params, optimizers, adam, ema, content, lum)
@@ -180,9 +190,10 @@ class ScaleRun:
         `read` (the one host sync of a step), else None."""
         for p in self.params:
             p.grad = None
-        parts = objective(torch.cat(self.params))
-        parts.sum().backward()
-        return parts.detach().double().cpu() if read else None
+        parts, grad = objective.value_and_grad(torch.cat(self.params).detach())
+        for i, p in enumerate(self.params):
+            p.grad = grad[i:i + 1].contiguous()  # L-BFGS views it flat
+        return parts.double().cpu() if read else None
 
     def advance(self, per_image: Sequence[float]) -> None:
         """One optimiser step from the gradients `evaluate` left (L-BFGS needs each image's

@@ -33,6 +33,20 @@ class StyleOptions(CoreOptions):
         min=0, short="-i")
     optimizer: Literal["lbfgs", "adam"] = opt("lbfgs", "L-BFGS (Gatys, neural-style) or Adam "
                                              "(less memory; see --avg-decay).")
+    lbfgs_history: int = opt(
+        100, "L-BFGS only: steps of history kept (neural-style's -lbfgs_num_correction); each "
+        "costs two image-sized buffers, the real memory limit at print sizes.", min=1)
+    tile: int | str = opt(
+        0, "Compute each step tile by tile, cores of about this many px per side, in the "
+        "memory of one tile; exact (the result equals the untiled one). auto = untiled "
+        "where it fits in --max-memory, else the largest tile that does; 0 = never tile.",
+        min=0)
+    bit_depth: int = opt(
+        8, "Bits per channel of the output picture: 16 for print (PNG and TIFF only).",
+        min=8, max=16)
+    max_memory: float | None = opt(
+        None, "GiB a run may use (default: what the device has free): --tile auto sizes its "
+        "tiles to it, and a run that would not fit is refused before it starts.", gt=0)
     lr: float | None = opt(None, "Step size; default 1 for L-BFGS, 0.02 for Adam (crowsonkb).",
                            gt=0)
     avg_decay: float = opt(
@@ -81,8 +95,19 @@ class StyleOptions(CoreOptions):
         "none", "Keep the content's colours (Gatys 2017): luminance = transfer on luminance "
         "only; histogram = give the style images the content's colour mean and covariance.")
 
+    def __post_init__(self) -> None:
+        # --tile is a number or "auto": CLI strings and preset values become one of them.
+        if isinstance(self.tile, str):
+            word = self.tile.strip().lower()
+            self.tile = 0 if word in ("0", "off", "none") else int(word) if word.isdigit() \
+                else word
+
     def check(self) -> None:
         super().check()
+        if isinstance(self.tile, bool) or (isinstance(self.tile, str) and self.tile != "auto"):
+            raise ArtconvError(f"--tile {self.tile!r}: a size in px, auto, or 0 (no tiling)")
+        if self.bit_depth not in (8, 16):
+            raise ArtconvError(f"--bit-depth {self.bit_depth}: 8 or 16")
         if self.scales:
             if list(self.scales) != sorted(set(self.scales)):
                 raise ArtconvError(f"--scales {','.join(map(str, self.scales))}: must increase")

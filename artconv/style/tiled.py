@@ -1,0 +1,543 @@
+"""The style objective of a whole image, evaluated exactly one tile at a time.
+
+The Gram and W2 style losses are functions of global statistics of each layer's features
+(the second moment ``sum f f^T`` and, for W2, the sum ``sum f``), but their gradients are per
+feature position. So a step runs the network twice over the tiles (`artconv.nets.tiling`:
+cores on the deepest layer's stride grid, a margin of the receptive field - 1, so every
+feature a tile owns is computed exactly as in the whole image):
+
+1. no grad: each tile adds the statistics of the positions it owns (each position is owned
+   by exactly one tile, `tiling.owned`), and its content-loss terms;
+2. the style loss as a function of those statistics is small (C x C per layer), so autograd
+   gives its derivative D with respect to each statistic; then per tile, with grad, the
+   surrogate ``<D2, sum_owned m f f^T> + <D1, sum_owned m f>`` (plus the owned content
+   terms) has at every owned position exactly the true gradient. It is backpropagated to
+   the tile's pixels and added into the image's gradient: margin pixels get gradient from
+   their neighbours' positions too.
+
+One mechanism covers Gram and W2, region masks (`m`), relative loss scales, blends and
+batches, since all of them are inside the function of the statistics. TV and pixel-space
+priors act on the whole image (an image-sized buffer, as the image itself). What is held
+beyond one tile: the image-sized buffers (`estimate` counts them), the content targets at
+their layers and the masks at each layer's grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from artconv.device import fp32
+from artconv.errors import ArtconvError
+from artconv.nets.extractor import FeatureExtractor
+from artconv.nets.geometry import walk
+from artconv.nets.tiling import (
+    GIB,
+    MemoryEstimate,
+    Tile,
+    add_crop,
+    available_memory,
+    largest_tile,
+    network_bytes,
+    owned,
+    owned_context,
+    pass_bytes,
+    tile_grid,
+)
+from artconv.style import losses
+from artconv.style.optimise import Objective, Prior, _per_region
+from artconv.style.options import StyleOptions
+from artconv.style.targets import Net, StyleTargets, TargetMaker, _prepared
+from artconv.style.weights import LossWeights
+
+Slices = tuple[slice, slice]
+TV_BAND_PIXELS = 1 << 20  # pixels per band of the banded TV (its temporaries ~ 10x that)
+
+
+class TilePlan:
+    """The tiles of one image size and, per layer, the positions each tile owns."""
+
+    def __init__(self, fx: FeatureExtractor, layers: Sequence[str], hw: tuple[int, int],
+                 tile: int) -> None:
+        names = fx.check_layers(layers)
+        deepest = names[-1]
+        self.hw = (int(hw[0]), int(hw[1]))
+        self.align, self.margin = owned_context(fx.net, names)
+        walked = {g.name: g for g in walk(fx.net, self.hw, until=deepest)}
+        self.maps = {n: (walked[n].stride, (walked[n].height, walked[n].width)) for n in names}
+        off_grid = [n for n, (s, _) in self.maps.items() if self.align % s]
+        if off_grid:
+            raise ArtconvError(f"--tile: layer {off_grid[0]}'s stride does not divide the "
+                               f"deepest layer's ({self.align}), so tiles cannot be exact; "
+                               "use --tile 0")
+        self.tiles: list[Tile] = tile_grid(*self.hw, tile, self.margin, self.align,
+                                           fx.min_size(names), wrap=fx.seamless)
+        self.owned = [{n: owned(t, s, mhw, self.hw) for n, (s, mhw) in self.maps.items()}
+                      for t in self.tiles]
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def part(self, index: int, name: str, f: torch.Tensor) -> tuple[Slices, torch.Tensor]:
+        """(where in the whole map, the owned features (N,C,p) in fp32) of tile `index`'s
+        map `f` of layer `name`."""
+        whole, (rows, cols) = self.owned[index][name]
+        if rows.stop > f.shape[-2] or cols.stop > f.shape[-1]:
+            raise ArtconvError(f"--tile: layer {name}'s map is not where the network's "
+                               "geometry puts it, so tiles cannot be exact; use --tile 0")
+        return whole, losses._wide(f[..., rows, cols]).flatten(2)
+
+
+def rgb(x: torch.Tensor) -> torch.Tensor:
+    return x if x.shape[1] == 3 else x.expand(-1, 3, -1, -1)
+
+
+@torch.no_grad()
+def assemble(net: Net, image: torch.Tensor, layers: Sequence[str], plan: TilePlan
+             ) -> dict[str, torch.Tensor]:
+    """The whole image's maps of `layers` (fp32), computed one tile at a time (what the
+    untiled network gives, up to float rounding): the content targets of a tiled run."""
+    out: dict[str, torch.Tensor] = {}
+    for i, t in enumerate(plan.tiles):
+        feats = net.features(rgb(t.crop(image)), layers)
+        for name in layers:
+            (rows, cols), part = plan.part(i, name, feats[name])
+            if name not in out:
+                h, w = plan.maps[name][1]
+                out[name] = part.new_zeros((image.shape[0], part.shape[1], h, w))
+            out[name][..., rows, cols] = part.view(*part.shape[:2], rows.stop - rows.start,
+                                                   cols.stop - cols.start)
+    return out
+
+
+class TiledObjective(Objective):
+    """`Objective` evaluated tile by tile (cores of about `tile` px): the same rows and
+    gradient up to float rounding, in the memory of one tile. `content_targets` are the
+    whole maps (`assemble`). Calling it gives the rows without gradient; `value_and_grad`
+    gives both. `on_tile(i, n)` is told after each tile of each pass."""
+
+    def __init__(self, net: Net, options: StyleOptions, weights: LossWeights,
+                 content_targets: dict[str, torch.Tensor], targets: StyleTargets,
+                 regions: torch.Tensor | None = None, priors: Sequence[Prior] = (), *,
+                 tile: int, on_tile: Any = None) -> None:
+        super().__init__(net, options, weights, content_targets, targets, regions, priors)
+        self.tile, self.on_tile = tile, on_tile
+        self._plans: dict[tuple[int, int], TilePlan] = {}
+        self.tile_passes = 0  # tiles run so far (both passes)
+
+    def plan(self, hw: Sequence[int]) -> TilePlan:
+        key = (int(hw[0]), int(hw[1]))
+        if key not in self._plans:
+            self._plans[key] = TilePlan(self.net.fx, self.layers, key, self.tile)
+        return self._plans[key]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            stats, content = self._statistics(x, self.plan(x.shape[-2:]))
+            style = self._style(stats, self.plan(x.shape[-2:]))
+            pixel = self._pixel_rows(x)
+        return self._rows(content, style, pixel)
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.detach()
+        plan = self.plan(x.shape[-2:])
+        stats, content = self._statistics(x, plan)
+        with torch.enable_grad(), fp32():
+            leaves = {k: tuple(s.requires_grad_(True) for s in v) for k, v in stats.items()}
+            style = self._style(leaves, plan)
+            flat = [s for v in leaves.values() for s in v]
+            found = torch.autograd.grad(self.weights.style * style.sum(), flat,
+                                        allow_unused=True)
+        it = iter(found)
+        slopes = {k: tuple(next(it) for _ in v) for k, v in leaves.items()}
+        grad = torch.zeros_like(x)
+        for i, t in enumerate(plan.tiles):
+            self._tile_gradient(x, plan, i, t, slopes, grad)
+        pixel = [self.weights.tv * self._tv_in_bands(x, grad)]
+        if self.priors:  # a prior is any function of the whole image
+            with torch.enable_grad(), fp32():
+                src = x.detach().requires_grad_(True)
+                prior = sum(p(src) for p in self.priors)
+                (extra,) = torch.autograd.grad(prior.sum(), src)
+            grad += extra
+            pixel.append(prior.detach())
+        return self._rows(content, style.detach(), pixel), grad
+
+    # -- the passes ---------------------------------------------------------------------------
+    def _statistics(self, x: torch.Tensor, plan: TilePlan
+                    ) -> tuple[dict[tuple[str, int], tuple[torch.Tensor, ...]], torch.Tensor]:
+        """Pass 1: each style layer's (and region's) sums over the image: (second moment,)
+        for Gram, (second moment, sum) for W2; and the content loss (K,)."""
+        stats: dict[tuple[str, int], tuple[torch.Tensor, ...]] = {}
+        content = x.new_zeros(x.shape[0])
+        with torch.no_grad():
+            for i, t in enumerate(plan.tiles):
+                feats = self.net.features(rgb(t.crop(x)), self.layers)
+                with fp32():
+                    for name in self.options.style_layers:
+                        _, f = plan.part(i, name, feats[name])
+                        for key, m in self._regions_of(plan, i, name):
+                            part = _moments(f, m, self._w2)
+                            old = stats.get(key)
+                            stats[key] = part if old is None else tuple(
+                                a + b for a, b in zip(old, part, strict=True))
+                    content += self._content(plan, i, feats)
+                self._tick(i, plan)
+        return stats, content
+
+    def _tile_gradient(self, x: torch.Tensor, plan: TilePlan, i: int, t: Tile,
+                       slopes: Mapping[tuple[str, int], tuple[torch.Tensor | None, ...]],
+                       grad: torch.Tensor) -> None:
+        """Pass 2 for one tile: the surrogate's gradient, added into `grad`."""
+        with torch.enable_grad():
+            crop = t.crop(x).detach().requires_grad_(True)
+            feats = self.net.features(rgb(crop), self.layers)
+            with fp32():
+                surrogate = self.weights.content * self._content(plan, i, feats).sum()
+                for name in self.options.style_layers:
+                    _, f = plan.part(i, name, feats[name])
+                    for key, m in self._regions_of(plan, i, name):
+                        for d, s in zip(slopes[key], _moments(f, m, self._w2), strict=True):
+                            if d is not None:
+                                surrogate = surrogate + (d * s).sum()
+            if surrogate.requires_grad:
+                (g,) = torch.autograd.grad(surrogate, crop)
+                add_crop(grad, t, g)
+        self._tick(i, plan)
+
+    def _tick(self, i: int, plan: TilePlan) -> None:
+        self.tile_passes += 1
+        if self.on_tile is not None:
+            self.on_tile(i + 1, len(plan))
+
+    # -- pieces -------------------------------------------------------------------------------
+    @property
+    def _w2(self) -> bool:
+        return self.targets.loss == "w2"
+
+    def _regions_of(self, plan: TilePlan, i: int, name: str
+                    ) -> list[tuple[tuple[str, int], torch.Tensor | None]]:
+        """((layer, region), the owned part of the region's mask (1,1,p) or None) for each
+        region of a style layer."""
+        if self.regions is None:
+            return [((name, 0), None)]
+        (rows, cols), _ = plan.owned[i][name]
+        masks = self._masks_at(plan.maps[name][1])[..., rows, cols].flatten(2)
+        return [((name, k), masks[k:k + 1]) for k in range(masks.shape[0])]
+
+    def _content(self, plan: TilePlan, i: int, feats: Mapping[str, torch.Tensor]
+                 ) -> torch.Tensor:
+        """The owned positions' share of the content loss (K,), unweighted."""
+        total: torch.Tensor | int = 0
+        for name, target in self.content_targets.items():
+            (rows, cols), f = plan.part(i, name, feats[name])
+            t = target[..., rows, cols].flatten(2)
+            c, (h, w) = f.shape[1], plan.maps[name][1]
+            term = (f - t).square().sum((1, 2)) / (c * h * w)
+            if name in self.content_scales:
+                term = term / self.content_scales[name]
+            total = total + term
+        if not self.content_targets:
+            return feats[self.layers[0]].new_zeros(feats[self.layers[0]].shape[0],
+                                                   dtype=torch.float32)
+        assert isinstance(total, torch.Tensor)
+        return total / len(self.content_targets)
+
+    def _style(self, stats: Mapping[tuple[str, int], tuple[torch.Tensor, ...]],
+               plan: TilePlan) -> torch.Tensor:
+        """The style loss (K,), unweighted, from the whole image's statistics: what
+        `Objective._style_layer` computes from the maps."""
+        total: torch.Tensor | int = 0
+        for name, lw in zip(self.options.style_layers, self.weights.style_layers, strict=True):
+            hw = plan.maps[name][1]
+            positions = hw[0] * hw[1]
+            scales = self.style_scales.get(name)
+            masks = self._masks_at(hw) if self.regions is not None else None
+            for k, target in enumerate(_per_region(self.targets.layers[name])):
+                sums = stats[(name, k)]
+                mass = (sums[0].new_tensor(float(positions)) if masks is None
+                        else masks[k].sum().float())
+                weight = mass.clamp_min(losses.MIN_MASS * positions)
+                if isinstance(target, losses.GaussianTarget):
+                    term = _w2_from_moments(sums[1] / weight, sums[0] / weight, target)
+                else:
+                    c = sums[0].shape[-1]
+                    term = (sums[0] / (c * weight) - target).square().flatten(1).mean(1)
+                if scales is not None:
+                    term = term / scales[k]
+                if masks is not None:
+                    term = term * (mass / positions)
+                total = total + lw * term
+        assert isinstance(total, torch.Tensor)
+        return total
+
+    def _tv_in_bands(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """`losses.tv_loss` (K,) and its weighted gradient, added into `grad`, a band of
+        rows at a time (with the row below each band), so its temporaries stay band-sized."""
+        h = x.shape[-2]
+        wrap = bool(getattr(self.options, "seamless", False))
+        band = max(1, TV_BAND_PIXELS // max(1, x.shape[-1]))
+        total = x.new_zeros(x.shape[0])
+        for top in range(0, h, band):
+            bottom = min(h, top + band)
+            below = (bottom if bottom < h else 0 if wrap else h - 1)
+            with torch.enable_grad(), fp32():
+                rows = torch.cat([x[..., top:bottom, :], x[..., below:below + 1, :]], -2)
+                rows = rows.detach().requires_grad_(True)
+                # `losses.tv_loss`'s differences for the band's rows: the row below gives
+                # the last one's (itself at the bottom edge, row 0 when seamless)
+                side = F.pad(rows[..., :-1, :], (0, 1, 0, 0), mode="circular" if wrap
+                             else "replicate")
+                dx = side[..., 1:] - side[..., :-1]
+                dy = rows[..., 1:, :] - rows[..., :-1, :]
+                per = (dx.square() + dy.square() if self.options.tv_loss == "l2"
+                       else dx.abs() + dy.abs())
+                value = per.flatten(1).sum(1) / (x.shape[1] * h * x.shape[-1])
+                (g,) = torch.autograd.grad(self.weights.tv * value.sum(), rows)
+            total += value.detach()
+            grad[..., top:bottom, :] += g[..., :-1, :]
+            grad[..., below:below + 1, :] += g[..., -1:, :]
+        return total
+
+    def _pixel_rows(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """TV and the priors (weighted), on the whole image."""
+        with fp32():
+            rows = [self.weights.tv * losses.tv_loss(
+                x, self.options.tv_loss, wrap=bool(getattr(self.options, "seamless", False)))]
+            if self.priors:
+                rows.append(sum(prior(x) for prior in self.priors))
+        return rows
+
+    def _rows(self, content: torch.Tensor, style: torch.Tensor,
+              pixel: Sequence[torch.Tensor]) -> torch.Tensor:
+        w = self.weights
+        return torch.stack([w.content * content, w.style * style, *pixel]).detach()
+
+
+def _moments(f: torch.Tensor, m: torch.Tensor | None, w2: bool) -> tuple[torch.Tensor, ...]:
+    """Owned features (N,C,p) and mask (1,1,p) -> (sum m f f^T,) or (sum m f f^T, sum m f)."""
+    fm = f if m is None else f * m
+    second = torch.bmm(fm, f.mT)
+    return (second, fm.sum(2)) if w2 else (second,)
+
+
+def _w2_from_moments(mean: torch.Tensor, srm: torch.Tensor,
+                     target: losses.GaussianTarget) -> torch.Tensor:
+    """`losses.w2_loss` from the mean and second raw moment instead of the maps."""
+    cov = losses.covariance(mean, srm, losses.W2_EPS)
+    mean_term = (mean - target.mean).square().mean(-1)
+    root = losses.sqrtm_newton_schulz(target.cov_sqrt @ cov @ target.cov_sqrt,
+                                      losses.SQRTM_ITERS)
+    cov_term = torch.diagonal(target.cov + cov - 2 * root, dim1=-2, dim2=-1).mean(-1)
+    return mean_term + cov_term
+
+
+class TiledTargetMaker(TargetMaker):
+    """`TargetMaker` whose style images, at a scale that runs tiled (`tiles`: scale size ->
+    tile px), are measured tile by tile too: the same global statistics (each position
+    counted once), without the whole style image's network pass in memory."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tiles: dict[int, int] = {}
+
+    def tile_at(self, size: int) -> int:
+        setting = self.options.tile
+        return self.tiles.get(size, setting if isinstance(setting, int) else 0)
+
+    def _blended(self, styles: Sequence[torch.Tensor], blend: Sequence[float], size: int,
+                 content: torch.Tensor | None) -> dict[str, Any]:
+        tile = self.tile_at(size)
+        if not tile:
+            return super()._blended(styles, blend, size, content)
+        opts, w2 = self.options, self.options.style_loss == "w2"
+        sums: dict[str, tuple[torch.Tensor, ...]] = {}
+        for image, b in zip(styles, blend, strict=True):
+            image = _prepared(image.to(self.net.device, torch.float32), content, size, opts)
+            for name, (second, first, weight) in self._sums(image, tile, None).items():
+                stats = ((first / weight, second / weight) if w2
+                         else (second / (second.shape[-1] * weight),))
+                scaled = tuple(b * v for v in stats)
+                sums[name] = scaled if name not in sums else tuple(
+                    a + c for a, c in zip(sums[name], scaled, strict=True))
+        with fp32():
+            if w2:
+                return {n: losses.GaussianTarget.from_moments(*v) for n, v in sums.items()}
+            return {n: v[0] for n, v in sums.items()}
+
+    def _per_style(self, styles: Sequence[torch.Tensor], blend: Sequence[float], size: int,
+                   content: torch.Tensor | None) -> dict[str, Any]:
+        tile = self.tile_at(size)
+        if not tile:
+            return super()._per_style(styles, blend, size, content)
+        opts, masks = self.options, self.masks
+        assert masks is not None
+        found: dict[str, list[Any]] = {name: [] for name in opts.style_layers}
+        for k, image in enumerate(styles):
+            image = _prepared(image.to(self.net.device, torch.float32), content, size, opts)
+            region = masks.style_region(k, tuple(image.shape[-2:]), self.net.device)
+            for name, (second, first, weight) in self._sums(image, tile, region).items():
+                if weight is None:
+                    raise ArtconvError(f"--style-masks {masks.style_files[k]['path']}: "
+                                       f"selects nothing of style image {k + 1}")
+                if opts.style_loss == "w2":
+                    found[name].append(losses.GaussianTarget.from_moments(
+                        first / weight, second / weight))
+                else:
+                    found[name].append(second / (second.shape[-1] * weight))
+        return {name: tuple(t) for name, t in found.items()}
+
+    @torch.no_grad()
+    def _sums(self, image: torch.Tensor, tile: int, region: torch.Tensor | None
+              ) -> dict[str, tuple[torch.Tensor, torch.Tensor, Any]]:
+        """Per style layer: (sum m f f^T, sum m f, the weight they are divided by, None
+        where the region has no mass there), over the image's positions, tile by tile."""
+        layers = list(self.options.style_layers)
+        plan = TilePlan(self.net.fx, layers, tuple(image.shape[-2:]), tile)
+        masks = {n: (None if region is None else losses.layer_mask(region, plan.maps[n][1]))
+                 for n in layers}
+        out: dict[str, list[Any]] = {}
+        for i, t in enumerate(plan.tiles):
+            feats = self.net.features(t.crop(image), layers)
+            with fp32():
+                for name in layers:
+                    (rows, cols), f = plan.part(i, name, feats[name])
+                    m = masks[name]
+                    owned_mask = None if m is None else m[..., rows, cols].flatten(2)
+                    second, first = _moments(f, owned_mask, True)
+                    if name in out:
+                        out[name][0] += second
+                        out[name][1] += first
+                    else:
+                        out[name] = [second, first]
+        result: dict[str, tuple[torch.Tensor, torch.Tensor, Any]] = {}
+        for name, (second, first) in out.items():
+            h, w = plan.maps[name][1]
+            m = masks[name]
+            mass = second.new_tensor(float(h * w)) if m is None else m.sum().float()
+            empty = m is not None and float(mass) / (h * w) < losses.MIN_MASS
+            weight = None if empty else mass.clamp_min(losses.MIN_MASS * h * w)
+            result[name] = (second, first, weight)
+        return result
+
+
+# -- memory --------------------------------------------------------------------------------
+Estimate = MemoryEstimate  # the name the style engine's API uses
+
+
+def estimate(fx: FeatureExtractor, options: StyleOptions, hw: tuple[int, int], tile: int,
+             batch: int = 1, regions: int = 0) -> Estimate:
+    """The peak memory of one scale of `hw` px with cores of `tile` px (0: untiled)."""
+    h, w = hw
+    layers = fx.check_layers([*options.content_layers, *options.style_layers])
+    deepest = layers[-1]
+    channels = 1 if options.preserve_colors == "luminance" else 3
+    image = 4 * batch * channels * h * w
+    rgb_image = 4 * batch * 3 * h * w
+    if options.optimizer == "lbfgs":
+        # history pairs (s, y), plus the direction, the last gradient and the flat copies
+        optimiser = image * (2 * options.lbfgs_history + 4)
+    else:
+        optimiser = image * (3 + (2 if options.avg_decay else 0))
+    walked = {g.name: g for g in walk(fx.net, hw, until=deepest)}
+    content = sum(4 * batch * walked[n].channels * walked[n].height * walked[n].width
+                  for n in options.content_layers)
+    masks = 4 * regions * (h * w + sum(walked[n].height * walked[n].width
+                                       for n in options.style_layers))
+    buffers = {"image and gradient": 4 * image, "content": rgb_image + content,
+               "tv": 6 * image, "optimiser": optimiser, "masks": masks}
+    network = network_bytes(fx)
+    if tile:
+        align, margin = owned_context(fx.net, layers)
+        side = -(-tile // align) * align + 2 * margin
+        crop = (min(h, side), min(w, side))
+        stats = sum(12 * batch * max(1, regions) * fx.channels(n) ** 2
+                    for n in options.style_layers)
+        # the owned parts of the captured maps, copied to fp32 for the statistics
+        at_crop = {g.name: g for g in walk(fx.net, crop, until=deepest)}
+        owned_copies = sum(8 * batch * g.channels * g.height * g.width
+                           for n, g in at_crop.items() if n in layers)
+        one_pass = pass_bytes(fx.net, crop, deepest, batch=batch) + stats + owned_copies
+    else:
+        one_pass = pass_bytes(fx.net, hw, deepest, batch=batch)
+    return Estimate(hw, tile, buffers, one_pass, network)
+
+
+def budget(options: StyleOptions, device: torch.device) -> int:
+    """Bytes a run may use: --max-memory, else what the device has free."""
+    if options.max_memory is not None:
+        return int(options.max_memory * GIB)
+    return available_memory(device)
+
+
+def choose_tile(fx: FeatureExtractor, options: StyleOptions, hw: tuple[int, int],
+                device: torch.device, batch: int = 1, regions: int = 0, *,
+                check: bool = True) -> int:
+    """The tile size for one scale (0: untiled). With `check`, a layout that would not fit
+    the budget is refused with one line, before anything is allocated."""
+    limit = budget(options, device)
+    setting = options.tile
+    where = (f"--max-memory {options.max_memory:g} GiB" if options.max_memory is not None
+             else f"the {limit / GIB:.1f} GiB free on {device.type} (--max-memory)")
+    if setting == "auto":
+        untiled = estimate(fx, options, hw, 0, batch, regions)
+        if untiled.total <= limit:
+            return 0
+        layers = [*options.content_layers, *options.style_layers]
+        align, _ = owned_context(fx.net, fx.check_layers(layers))
+        least = fx.min_size(layers)
+        found = largest_tile(
+            lambda side: estimate(fx, options, hw, side, batch, regions).total <= limit,
+            max(hw), align)
+        tile = max(found, least) if found else max(align, least)
+        need = estimate(fx, options, hw, tile, batch, regions)
+        if check and not found:
+            raise ArtconvError(f"--tile auto: a {hw[1]}x{hw[0]} px scale needs at least "
+                               f"{need.text()}, more than {where}; {_advice(need)}")
+        return tile
+    tile = int(setting)
+    need = estimate(fx, options, hw, tile, batch, regions)
+    if not check:
+        return tile
+    if tile == 0 and options.max_memory is None:
+        # Untiled and no budget given: only the optimiser state is checked, the one buffer
+        # that grows with --lbfgs-history rather than with the network.
+        state = need.buffers["optimiser"]
+        if options.optimizer == "lbfgs" and state > limit:
+            raise ArtconvError(
+                f"--lbfgs-history {options.lbfgs_history}: L-BFGS state for a {hw[1]}x"
+                f"{hw[0]} px scale needs {state / GIB:.1f} GiB, more than {where}; use "
+                "--optimizer adam or a shorter --lbfgs-history")
+        return 0
+    if need.total > limit:
+        raise ArtconvError(f"--tile {tile}: a {hw[1]}x{hw[0]} px scale needs {need.text()}, "
+                           f"more than {where}; {_advice(need)}")
+    return tile
+
+
+def _advice(need: Estimate) -> str:
+    """What would help most, by the largest part of the estimate."""
+    state = need.buffers.get("optimiser", 0)
+    if state >= max(need.pass_, need.total - state - need.pass_):
+        return ("use --optimizer adam or a shorter --lbfgs-history (or raise --max-memory, "
+                "lower --size)")
+    if need.pass_ >= need.total / 2:
+        return ("use a smaller --tile or --tile auto (or raise --max-memory, lower --size)"
+                if need.tile else "use --tile auto or --tile PX (or raise --max-memory)")
+    return "lower --size or raise --max-memory (the image-sized buffers alone do not fit)"
+
+
+def tiles_needed(fx: FeatureExtractor, layers: Sequence[str], hw: tuple[int, int],
+                 tile: int) -> int:
+    """How many tiles an image of `hw` runs as with cores of `tile` px (1: untiled)."""
+    if not tile:
+        return 1
+    align, margin = owned_context(fx.net, fx.check_layers(layers))
+    return len(tile_grid(*hw, tile, margin, align, fx.min_size(layers), wrap=fx.seamless))
+
+
+__all__ = ["Estimate", "TilePlan", "TiledObjective", "TiledTargetMaker", "assemble", "budget",
+           "choose_tile", "estimate", "tiles_needed"]
