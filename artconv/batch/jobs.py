@@ -30,7 +30,10 @@ from artconv.presets import is_preset_name
 # At import, for older callers; the checks below read the registry itself.
 ENGINES = tuple(registry.ENGINES)
 DEFAULT_TEMPLATES = {name: spec.template for name, spec in registry.ENGINES.items()}
-_JOB_KEYS = {"engine", "input", "styles", "output", "options", "id"}
+_JOB_KEYS = {"engine", "input", "styles", "output", "options", "id", "video"}
+# A job whose input is a clip (or a frames folder or glob) writes a clip; an image name in
+# the template becomes this.
+CLIP_SUFFIX = ".mp4"
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -46,11 +49,26 @@ class Job:
     id: str = ""
     # Where a manifest job came from ("jobs.jsonl:3"), for messages; not part of the record.
     where: str = field(default="", compare=False, repr=False)
+    # A clip job's VideoOptions fields (artconv.video.options), over their defaults.
+    video: Mapping[str, Any] = field(default_factory=dict)
+    # One segment (first, last or None) of a clip split by --segment-frames: a Ray task
+    # of its own (artconv.video.segments); None for the whole job.
+    segment: tuple[int, int | None] | None = None
+
+    @property
+    def is_clip(self) -> bool:
+        """The input is a clip, a frames folder or a glob of frames: one job, one clip."""
+        return is_clip_input(self.input)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "engine": self.engine, "input": self.input,
-                "styles": list(self.styles), "output": self.output,
-                "options": dict(self.options)}
+        record = {"id": self.id, "engine": self.engine, "input": self.input,
+                  "styles": list(self.styles), "output": self.output,
+                  "options": dict(self.options)}
+        if self.video:
+            record["video"] = dict(self.video)
+        if self.segment is not None:
+            record["segment"] = list(self.segment)
+        return record
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "job",
@@ -87,13 +105,46 @@ class Job:
             return str(path if path.is_absolute() or base is None else base / path)
 
         content = resolve(str(data["input"]))
-        output = data.get("output") or str(Path(content).parent / _fill(
-            registry.get(engine).template, content, styles, 0, engine))
+        video = _video_options(data.get("video"), source, content)
+        output = data.get("output") or str(Path(content).parent / _clip_name(_fill(
+            registry.get(engine).template, content, styles, 0, engine), content))
         return cls(engine, content, resolve(str(output)),
                    tuple(s if is_preset_name(s) else resolve(s) for s in styles),
                    # from_dict takes "avg-rescale" too; replace() (at run time) does not
                    {str(k).replace("-", "_"): v for k, v in options.items()},
-                   str(data.get("id", "")), where=source)
+                   str(data.get("id", "")), where=source, video=video)
+
+
+def is_clip_input(text: str) -> bool:
+    from artconv.video.io import is_video_input
+
+    return is_video_input(text)
+
+
+def _clip_name(name: str, content: str) -> str:
+    """An output name made for a clip input names a clip (an image suffix becomes .mp4)."""
+    from artconv.io.files import SAVE_FORMATS
+
+    if is_clip_input(content) and Path(name).suffix.lower() in SAVE_FORMATS:
+        return str(Path(name).with_suffix(CLIP_SUFFIX))
+    return name
+
+
+def _video_options(value: Any, source: str, content: str) -> dict[str, Any]:
+    """A manifest job's "video" table, checked against VideoOptions now (naming the line)."""
+    if value is None:
+        return {}
+    from artconv.video.options import VideoOptions
+
+    if not isinstance(value, Mapping):
+        raise ArtconvError(f"{source}: 'video' must be a table/object of clip options")
+    if not is_clip_input(content):
+        raise ArtconvError(f"{source}: 'video' options need a clip (or frames) as 'input'")
+    try:
+        VideoOptions.from_dict(dict(value), source=source)
+    except ArtconvError as exc:
+        raise option_error(source, exc) from None
+    return {str(k).replace("-", "_"): v for k, v in value.items()}
 
 
 def option_error(source: str, exc: ArtconvError) -> ArtconvError:
@@ -165,7 +216,8 @@ def plan(engine: str, inputs: str | Path | Sequence[str | Path], *,
     jobs = []
     for image in images:
         for group in groups:
-            name = _fill(template, str(image), group, len(jobs), engine)
+            name = _clip_name(_fill(template, str(image), group, len(jobs), engine),
+                              str(image))
             folder = Path(out_dir) if out_dir is not None else image.parent
             jobs.append(Job(engine, str(image), str(folder / name), group,
                             dict(options or {}), id=str(len(jobs))))
@@ -186,6 +238,12 @@ def _batch_inputs(items: Sequence[str | Path], engine: str, template: str,
         if Path(item).is_file():
             found.add(Path(item))
             continue
+        clips = _clips(item)
+        kept = [c for c in clips if not _clip_written_by(c, engine)]
+        dropped += [c for c in clips if c not in kept]
+        found.update(kept)
+        if clips and not _has_images(item):  # a folder or pattern of clips only
+            continue
         url = url_of(item)
         if url is not None and not Path(item).exists():
             if not urls:
@@ -203,6 +261,35 @@ def _batch_inputs(items: Sequence[str | Path], engine: str, template: str,
                            f"{engine} batch (e.g. {dropped[0].name}); give the original "
                            "images")
     return sorted(found)
+
+
+def _clips(item: str | Path) -> list[Path]:
+    """The clips (by extension) in a folder or matching a pattern: each is one job."""
+    import glob
+
+    from artconv.video.io import is_clip
+
+    text = str(item)
+    if Path(text).is_dir():
+        return sorted(p for p in Path(text).iterdir() if is_clip(p) and p.is_file())
+    if any(c in text for c in "*?["):
+        return sorted(Path(p) for p in glob.glob(text, recursive=True)
+                      if is_clip(p) and Path(p).is_file())
+    return []
+
+
+def _clip_written_by(clip: Path, engine: str) -> bool:
+    """A clip an earlier batch of this engine wrote: its sidecar recipe names the engine."""
+    from artconv.video.io import read_clip_recipe
+
+    return read_clip_recipe(clip).get("engine") == engine
+
+
+def _has_images(item: str | Path) -> bool:
+    try:
+        return bool(list_images(item))
+    except ArtconvError:
+        return False
 
 
 def _template_pattern(template: str, engine: str,

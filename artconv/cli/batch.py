@@ -12,8 +12,11 @@ from rich.table import Table
 from artconv import registry
 from artconv.batch.options import BatchOptions
 from artconv.cli.common import Ui, command, console, option_parameters, split_options, ui_parameters
+from artconv.cli.video import video_parameters
 from artconv.errors import ArtconvError
 
+# Engines whose batches take clips (a clip, a frames folder or glob is one job each).
+CLIP_ENGINES = ("style", "dream")
 # What `artconv batch ENGINE --help` says (an engine without a line here gets its summary).
 ENGINE_HELP = {
     "style": "Every input x every style (or all styles blended with --blend-styles).",
@@ -39,6 +42,7 @@ def _batch_command(engine: str):
         options = options_for(engine, preset, split_options(spec.options, kwargs))
         jobs = batch.plan(engine, inputs, styles=styles, out_dir=bopts.out_dir,
                           template=bopts.template, blend=blend)
+        jobs = _with_clip_flags(jobs, kwargs)
         _execute(jobs, {engine: options}, bopts, ui, inputs=_preset_files(preset))
 
     params = [inspect.Parameter("inputs", inspect.Parameter.KEYWORD_ONLY,
@@ -59,7 +63,31 @@ def _batch_command(engine: str):
         ]
     params += option_parameters(BatchOptions)
     params += ui_parameters() + option_parameters(spec.options)
+    if engine in CLIP_ENGINES:
+        params += video_parameters(partial=False)
     return run, params
+
+
+def _with_clip_flags(jobs: list, kwargs: dict[str, Any]) -> list:
+    """The clip flags given (VideoOptions fields) set on every clip job of the batch; given
+    with no clip among the inputs they are a mistake worth naming."""
+    import dataclasses
+
+    from artconv.options import flag
+    from artconv.video.options import VideoOptions
+
+    given = {k: v for k, v in split_options(VideoOptions, kwargs).items() if v is not None}
+    if not given:
+        return jobs
+    if not any(j.is_clip for j in jobs):
+        raise ArtconvError(f"{flag(next(iter(given)))}: only for clips, and no input of this "
+                           "batch is a clip (or a frames folder)")
+    # Checked and made plain (e.g. "1,2,4" -> [1, 2, 4]) once, as a manifest's "video"
+    # table is: the job record stays JSON, and a Ray worker reads it back the same way.
+    plain = VideoOptions.from_dict(given, source="clip options").to_dict()
+    video = {k: plain[k] for k in given}
+    return [dataclasses.replace(j, video={**j.video, **video}) if j.is_clip else j
+            for j in jobs]
 
 
 def run_manifest(

@@ -18,9 +18,20 @@ from artconv.cli.common import (
     split_options,
     ui_parameters,
 )
+from artconv.cli.video import (
+    dream_clip,
+    is_video_input,
+    pop_video,
+    refuse_clip_flags,
+    video_parameters,
+)
 from artconv.deepdream.options import DreamOptions
 
 HELP = """Deep Dream IMAGE: amplify what chosen layers see, octave by octave.
+
+IMAGE may be a clip (.mp4, .mov, .mkv, ...), a frames folder or a glob ('frames/*.png'):
+each frame is dreamed from the previous dream warped by the optical flow, blended with the
+new frame (--frame-blend), and the clip is written as IMAGE_dream.mp4 with its sound.
 
 Writes IMAGE_dream.png next to the input unless -o is given (never over the input); with
 --frames N, writes frame_0001.png ... into the folder IMAGE_dream_frames/ (or -o FOLDER),
@@ -33,10 +44,15 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
     from artconv.presets import find_preset, options_for
 
     ui = Ui(quiet=quiet, json=json_out)
+    clip_options, partial = pop_video(kwargs)
     found = find_preset(preset) if preset else None
     options = options_for("dream", found, split_options(DreamOptions, kwargs))
     if options.guide is None and found is not None and found.images:
         options = options.replace(guide=str(found.image_paths()[0]))
+    if is_video_input(image):
+        dream_clip(image, output, options, clip_options, partial, ui)
+        return
+    refuse_clip_flags(clip_options, partial, str(image))
     video = options.frames > 0
     given = output is not None
     if output is None:
@@ -137,7 +153,8 @@ def _first(image: Any) -> Any:
 def register(app: typer.Typer) -> None:
     params = [
         inspect.Parameter("image", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path,
-                          default=typer.Argument(..., help="The image to dream.")),
+                          default=typer.Argument(..., help="The image to dream, or a clip, a "
+                                                 "frames folder or 'frames/*.png'.")),
         inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY,
                           annotation=Optional[Path],  # noqa: UP045 - typer needs this form
                           default=typer.Option(
@@ -147,5 +164,6 @@ def register(app: typer.Typer) -> None:
                                    "(default IMAGE_dream_frames).")),
         *option_parameters(DreamOptions),
         *ui_parameters(),
+        *video_parameters(),
     ]
     command(app, "dream", run_dream, params, HELP)

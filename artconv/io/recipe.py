@@ -13,7 +13,15 @@ import torch
 
 import artconv
 from artconv.errors import ArtconvError
-from artconv.io.files import url_of
+from artconv.io.files import IMAGE_EXTENSIONS, url_of
+
+# Where the clip driver (artconv.video.clip) keeps a clip's finished frames: OUT.mp4.frames/
+# beside the output (or the output itself when it is a folder of frames), each frame a PNG
+# carrying its recipe, with the record of what made them in clip.json. Named here, below
+# the driver, so `read_any_recipe` finds an unfinished clip's recipe without importing it.
+CLIP_WORK_SUFFIX = ".frames"
+CLIP_FRAME_NAME = "frame_{:06d}.png"
+CLIP_FOLDER_RECORD = "clip.json"
 
 
 def make_recipe(engine: str, options: Any, *, weights: str, inputs: Sequence[Any] = (),
@@ -46,9 +54,13 @@ def _describe_input(value: Any) -> str:
 def read_any_recipe(path: str | Path) -> dict[str, Any]:
     """The recipe any artconv output carries: an image's PNG chunk or sidecar, a feature
     array's `.json` sidecar (.npy/.npz), a `.pt` file's "meta", a `.safetensors` header's
-    "artconv" entry, or a sidecar `.json` given directly."""
+    "artconv" entry, a sidecar `.json` given directly, or a clip's: its `OUT.mp4.json`
+    sidecar, else (a clip not encoded yet) the last frame finished in its work folder
+    `OUT.mp4.frames/`; a folder of frames artconv wrote gives its last frame's."""
     p = Path(path)
     suffix = p.suffix.lower()
+    if p.is_dir():
+        return _frames_recipe(p, p)
     if suffix in (".npy", ".npz"):
         sidecar = p.with_name(p.name + ".json")
         if not sidecar.is_file():
@@ -64,9 +76,51 @@ def read_any_recipe(path: str | Path) -> dict[str, Any]:
         return _checked(p, _pt_meta(p))
     if suffix == ".safetensors":
         return _parse(p, _safetensors_meta(p))
+    if suffix and suffix not in IMAGE_EXTENSIONS:  # a clip (or any other output + sidecar)
+        return _clip_recipe(p)
     from artconv.io.images import read_recipe
 
     return read_recipe(p)
+
+
+def _clip_recipe(p: Path) -> dict[str, Any]:
+    sidecar = p.with_name(p.name + ".json")
+    if sidecar.is_file():
+        return _parse(sidecar, _read_text(sidecar))  # a broken one is named itself
+    folder = p.with_name(p.name + CLIP_WORK_SUFFIX)
+    if folder.is_dir() and (_frames_in(folder) or (folder / CLIP_FOLDER_RECORD).is_file()):
+        # Not encoded yet (stopped, or still running): say so, the frames so far and where.
+        return {**_frames_recipe(p, folder), "unfinished": True, "work_folder": str(folder)}
+    if not p.exists():
+        raise ArtconvError(f"{p}: no such file")
+    _must_exist(p)
+    raise ArtconvError(f"{p}: carries no artconv recipe (no sidecar {sidecar.name})")
+
+
+def _frames_in(folder: Path) -> int:
+    """Finished frames of a clip work folder: those before the first missing one."""
+    done = 0
+    while (folder / CLIP_FRAME_NAME.format(done + 1)).is_file():
+        done += 1
+    return done
+
+
+def _frames_recipe(p: Path, folder: Path) -> dict[str, Any]:
+    """A folder of clip frames: its last finished frame's recipe, with the frame count in
+    place of that frame's number and losses; clip.json when no frame is finished."""
+    from artconv.io.images import read_recipe
+
+    done = _frames_in(folder)
+    if done:
+        recipe = dict(read_recipe(folder / CLIP_FRAME_NAME.format(done)))
+        recipe.pop("frame", None)
+        recipe.pop("losses", None)  # that frame's alone, not the clip's
+        return {**recipe, "frames": done}
+    record = folder / CLIP_FOLDER_RECORD
+    if record.is_file():
+        return {**_parse(record, _read_text(record)), "frames": 0}
+    raise ArtconvError(f"{p}: is a folder, and holds no artconv clip frames "
+                       f"({CLIP_FRAME_NAME.format(1)}) or {CLIP_FOLDER_RECORD}")
 
 
 def _must_exist(p: Path) -> None:
