@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +122,25 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
         code = int(done.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@contextlib.contextmanager
+def local_ray(tmp_path_factory, num_cpus: int = 2) -> Iterator[str]:
+    """A local Ray instance (for a module's fixture); yields its GCS address (HOST:PORT).
+    Workers get an empty TORCH_HOME: no user cache, no downloads."""
+    import ray
+
+    home = str(tmp_path_factory.mktemp("ray_torch_home"))
+    saved = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = home  # workers inherit it
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
+    finally:
+        if saved is None:
+            os.environ.pop("TORCH_HOME", None)
+        else:
+            os.environ["TORCH_HOME"] = saved
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

@@ -60,6 +60,13 @@ class LocalRunner:
         try:
             for (name, _, _), members in self._groups(jobs, options, record).items():
                 spec = registry.get(name)
+                clips = [m for m in members if m[0].is_clip]
+                members = [m for m in members if not m[0].is_clip]
+                for job, opts in clips:  # a clip is one job, resumable on its own
+                    self.running = [job]
+                    record(self._run_clip(spec, job, opts))
+                if not members:
+                    continue
                 if spec.job_runner_path:
                     self._run_each(spec, members, record)
                 else:
@@ -97,9 +104,14 @@ class LocalRunner:
         """The engine of `spec` for `opts`, built once; it reports to this runner's display."""
         key = (spec.name, options_key(opts))
         if key not in self._engines:
-            self._engines[key] = spec.engine(opts, extractor=self.network(opts),
-                                             progress=self)
+            self._engines[key] = self.build_engine(spec, opts, self.network(opts))
         return self._engines[key]
+
+    def build_engine(self, spec: registry.EngineSpec, opts: CoreOptions, extractor: Any) -> Any:
+        """A new engine of `spec` for `opts` on `extractor`, made once per distinct options
+        (`engine()` keeps it). A seam for runners that report otherwise (the studio builds
+        engines with its step callback instead of this runner as their display)."""
+        return spec.engine(opts, extractor=extractor, progress=self)
 
     def on_step(self, step: Step) -> None:
         """The engines' display (they are built once and outlive one `run`): the current
@@ -150,14 +162,45 @@ class LocalRunner:
             record(guarded(job, lambda j=job, o=out: spec.writer(
                 engine, o, j.output, inputs=[j.input, *sources]), seconds))
 
+    def _run_clip(self, spec: registry.EngineSpec, job: Job, opts: CoreOptions) -> JobResult:
+        """A clip job: the video driver over the engine, frames kept in the work folder
+        beside the output, so a re-run (or a Ray retry) continues after the last one."""
+        from artconv.video.clip import run_clip
+        from artconv.video.options import VideoOptions
+
+        def work() -> None:
+            if spec.name not in ("style", "dream"):
+                raise ArtconvError(f"{job.input}: clips run with the style and dream "
+                                   f"engines, not {spec.name}")
+            engine = self.engine(spec, opts)
+            sources, inputs = style_inputs(spec, job)
+            try:
+                run_clip(engine, job.input, job.output,
+                         video=VideoOptions.from_dict(dict(job.video), source=job.where
+                                                      or job.input),
+                         styles=inputs.get("styles", ()), inputs=[job.input, *sources],
+                         # the style engine shows its steps itself; a dream call's
+                         # callback replaces its display
+                         display=self.on_step if spec.name == "dream" else None,
+                         span=job.segment)
+            finally:
+                self._count(spec, engine)
+
+        return guarded(job, work)
+
     def _run_each(self, spec: registry.EngineSpec, members: list[Member],
                   record: Record) -> None:
         """Engines that write a job's result themselves, one job at a time."""
-        run_job = spec.job_runner
         for job, opts in members:
             self.running = [job]
-            record(guarded(job, lambda j=job, o=opts: run_job(
-                j.input, j.output, o, extractor=self.network(o), progress=self)))
+            record(guarded(job, lambda j=job, o=opts: self.run_job(spec, j, o)))
+
+    def run_job(self, spec: registry.EngineSpec, job: Job, opts: CoreOptions) -> None:
+        """One job of an engine that writes its result itself (its registry `job_runner`);
+        failures are the caller's to record. A seam for runners that want another result
+        from such an engine (the studio makes a PCA picture of the features)."""
+        spec.job_runner(job.input, job.output, opts, extractor=self.network(opts),
+                        progress=self)
 
 
 def guarded(job: Job, work: Callable[[], Any], seconds: float = 0.0) -> JobResult:

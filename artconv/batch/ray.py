@@ -91,12 +91,13 @@ class RayRunner:
         if not jobs:
             return []
         records = {e: _option_record(e, options[e]) for e in sorted({j.engine for j in jobs})}
-        chunks = deque(_chunks(jobs, batch_size))
         results: list[JobResult] = []
-        record = recorder(results, on_result, progress)
+        # a clip with --segment-frames: one task a segment, joined as its last one ends
+        jobs, record, owners = _split_segments(jobs, recorder(results, on_result, progress))
+        chunks = deque(_chunks(jobs, batch_size))
 
         ray = self._ray
-        started = self._connect()
+        started = self.connect()
         actors: list[Any] = []
         try:
             actors = self._start_workers(len(chunks))
@@ -110,7 +111,9 @@ class RayRunner:
                     ref = actor.render.remote([_shipped(j).to_dict() for j in chunk], records,
                                               batch_size)
                     busy[ref] = (actor, chunk)
-                self.running = [j for _, chunk in busy.values() for j in chunk]
+                self.running = list({id(o): o for o in (owners.get(id(j), j) for _, chunk
+                                                        in busy.values() for j in chunk)
+                                     }.values())
                 ready, _ = ray.wait(list(busy), num_returns=1)
                 for ref in ready:
                     actor, chunk = busy.pop(ref)
@@ -119,7 +122,7 @@ class RayRunner:
                     try:
                         payload = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        reason = self._failure_reason(exc)
+                        reason = self.failure_reason(exc)
                         for job in chunk:
                             record(JobResult(job, "failed", reason))
                         continue
@@ -145,8 +148,9 @@ class RayRunner:
         return results
 
     # -- cluster -------------------------------------------------------------------------
-    def _connect(self) -> bool:
-        """Join the cluster; True when this call started Ray (and so must shut it down)."""
+    def connect(self) -> bool:
+        """Join the cluster; True when this call started Ray (and so must shut it down).
+        Public for drivers that keep workers across runs (the studio's queue)."""
         ray = self._ray
         if ray.is_initialized():
             return False
@@ -164,7 +168,9 @@ class RayRunner:
                                f"({str(exc).splitlines()[0]})") from None
         return True
 
-    def _slots(self) -> int:
+    def slots(self) -> int:
+        """How many workers the cluster holds at --cpus-per-job/--gpus-per-job (an error
+        naming the flag when not even one fits)."""
         total = self._ray.cluster_resources()
         slots = []
         for name, per_job, flag in (("CPU", self.cpus_per_job, "--cpus-per-job"),
@@ -178,13 +184,14 @@ class RayRunner:
         return min(slots) if slots else max(1, int(total.get("CPU", 1)))
 
     def _start_workers(self, tasks: int) -> list[Any]:
-        n = min(tasks, self._slots(), self.max_workers or tasks)
+        n = min(tasks, self.slots(), self.max_workers or tasks)
         cls = self._ray.remote(_Worker).options(
             num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_restarts=-1,
             max_task_retries=self.max_retries, scheduling_strategy="SPREAD")
         return [cls.remote(self.worker_runner) for _ in range(max(1, n))]
 
-    def _failure_reason(self, exc: BaseException) -> str:
+    def failure_reason(self, exc: BaseException) -> str:
+        """A failed Ray call's reason, worded as a failed job's."""
         ray = self._ray
         cause = getattr(exc, "cause", None)
         if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, BaseException):
@@ -215,7 +222,9 @@ def render_records(runner: LocalRunner, job_records: Sequence[Mapping[str, Any]]
     """Rebuild jobs and options from plain records, run them on `runner` and return plain
     results: {"results": [JobResult dict + "index"], "stats": counters added, "pid"}."""
     jobs = [Job(r["engine"], r["input"], r["output"], tuple(r["styles"]),
-                dict(r["options"]), r["id"]) for r in job_records]
+                dict(r["options"]), r["id"], video=dict(r.get("video") or {}),
+                segment=tuple(r["segment"]) if r.get("segment") else None)
+            for r in job_records]
     options = {e: registry.options_class(e).from_dict(dict(d), source=f"{e} options")
                for e, d in option_records.items()}
     before = dict(runner.stats)
@@ -228,11 +237,68 @@ def render_records(runner: LocalRunner, job_records: Sequence[Mapping[str, Any]]
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _split_segments(jobs: Sequence[Job], record: Callable[[JobResult], None]
+                    ) -> tuple[list[Job], Callable[[JobResult], None], dict[int, Job]]:
+    """Clip jobs with `segment_frames` become one job a segment (artconv.video.segments);
+    (the jobs to run, the recorder to use, {id(segment job): its clip job}). When every
+    segment of a clip has reported, its segments are joined here on the driver (no engine
+    needed) and the clip job gets one result; a failed segment fails it."""
+    owners: dict[int, Job] = {}
+    spans: dict[int, int] = {}
+    gathered: dict[int, list[JobResult]] = defaultdict(list)
+    out: list[Job] = []
+    for job in jobs:
+        if not (job.is_clip and job.segment is None and job.video.get("segment_frames")):
+            out.append(job)
+            continue
+        from artconv.video.options import VideoOptions
+        from artconv.video.segments import segment_spans
+
+        try:
+            parts = segment_spans(job.input, VideoOptions.from_dict(
+                dict(job.video), source=job.where or job.input))
+        except ArtconvError as exc:
+            record(JobResult(job, "failed", str(exc)))
+            continue
+        spans[id(job)] = len(parts)
+        for span in parts:
+            part = dataclasses.replace(job, segment=span)
+            owners[id(part)] = job
+            out.append(part)
+
+    def gather(result: JobResult) -> None:
+        owner = owners.get(id(result.job))
+        if owner is None:
+            record(result)
+            return
+        got = gathered[id(owner)]
+        got.append(result)
+        if len(got) < spans[id(owner)]:
+            return
+        seconds = sum(r.seconds for r in got)
+        bad = next((r for r in got if r.status != "done"), None)
+        if bad is not None:
+            record(JobResult(owner, bad.status, bad.reason, seconds))
+            return
+        from artconv.batch.local import guarded
+        from artconv.video.options import VideoOptions
+        from artconv.video.segments import assemble
+
+        record(guarded(owner, lambda: assemble(
+            owner.input, owner.output, VideoOptions.from_dict(dict(owner.video)),
+            [owner.input]), seconds))
+
+    return out, gather, owners
+
+
 def _chunks(jobs: Sequence[Job], batch_size: int) -> list[list[Job]]:
     """Groups of up to `batch_size` jobs that a worker can optimise together (same engine,
     styles and overrides), in first-seen order."""
     groups: dict[tuple, list[Job]] = defaultdict(list)
     for job in jobs:
+        if job.is_clip:  # a clip is a task of its own (its frames resume on a retry)
+            groups[("clip", id(job))].append(job)
+            continue
         key = (job.engine, job.styles, repr(sorted(job.options.items())))
         groups[key].append(job)
     return [members[i:i + batch_size] for members in groups.values()

@@ -18,7 +18,7 @@ import pytest
 from artconv import batch
 from artconv.errors import ArtconvError
 from artconv.io.images import atomic_path, load_image
-from tests.conftest import make_image, run_cli, style_grid
+from tests.conftest import local_ray, make_image, run_cli, style_grid
 
 try:
     import ray
@@ -32,21 +32,11 @@ needs_ray = pytest.mark.skipif(ray is None, reason="Ray not installed (artconv[r
 @pytest.fixture(scope="module")
 def ray_address(tmp_path_factory):
     """A local Ray instance with 2 CPUs for this module; its GCS address (HOST:PORT)."""
-    home = str(tmp_path_factory.mktemp("ray_torch_home"))
-    saved = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = home  # workers inherit it: no user cache, no downloads
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    finally:
-        if saved is None:
-            os.environ.pop("TORCH_HOME", None)
-        else:
-            os.environ["TORCH_HOME"] = saved
-    # test-only runner classes below travel by value (workers can't import this module)
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield ray.get_runtime_context().gcs_address
-    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-    ray.shutdown()
+    with local_ray(tmp_path_factory) as address:
+        # test-only runner classes below travel by value (workers can't import this module)
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        yield address
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture

@@ -1,0 +1,124 @@
+"""`artconv serve`: the local web studio (artconv.web), started on uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+from typing import Optional
+
+import typer
+
+from artconv.cli.common import console
+from artconv.errors import ArtconvError
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but "
+                             "loopback needs a token (--token, or one is generated)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free)."),
+    out_dir: str = typer.Option("~/artconv-studio", "--out-dir",
+                                help="Studio folder: uploads, results with recipes, sweeps."),
+    token: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--token", help="Require this token on every request (the page included)."),
+    weights: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--weights", help="Network weights for every job (imagenet, caffe, random or "
+        "a file); the page cannot name files."),
+    max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.1,
+                                        help="Largest upload accepted, in MB."),
+    engine: str = typer.Option("local", "--engine", help="Where the queue runs: local (this "
+                               "process) or ray (workers on a Ray cluster, see --workers)."),
+    address: str = typer.Option("auto", "--address", help="Ray cluster address: auto (a "
+                                "running local cluster, else a new one) or HOST:PORT."),
+    gpus_per_job: float = typer.Option(0.0, "--gpus-per-job", min=0.0,
+                                       help="GPUs the Ray worker reserves."),
+    cpus_per_job: float = typer.Option(1.0, "--cpus-per-job", min=0.0,
+                                       help="CPUs the Ray worker reserves."),
+    max_retries: int = typer.Option(2, "--max-retries", min=0,
+                                    help="Ray: retries of a job whose worker died."),
+    workers: int = typer.Option(1, "--workers", min=1,
+                                help="Ray: jobs run at once, each on its own worker (one per "
+                                "GPU with --gpus-per-job 1)."),
+) -> None:
+    """A local web studio: live previews, Stop, a gallery with recipes, settings sweeps.
+
+    Pick a content image and styles (files or presets), an engine and its options, and
+    watch the image optimise; results are kept under --out-dir with their recipes."""
+    try:
+        import uvicorn
+
+        from artconv.web.app import LOOPBACK_NAMES, create_app
+    except ImportError as exc:
+        raise ArtconvError(f"artconv serve needs the web extra ({exc.name} is missing): "
+                           "pip install 'artconv[web]'") from None
+    from artconv import registry
+    from artconv.web.studio import Studio
+
+    loopback = is_loopback(host)
+    if token is not None and len(token) < 8:
+        raise ArtconvError("--token: use at least 8 characters")
+    generated = not loopback and token is None
+    if generated:
+        token = secrets.token_urlsafe(24)
+    if engine not in ("local", "ray"):
+        raise ArtconvError(f"--engine {engine!r}: choose local or ray")
+    if workers > 1 and engine != "ray":
+        raise ArtconvError(f"--workers {workers}: needs --engine ray (here jobs run one at a "
+                           "time on this machine's device)")
+    defaults = {name: {"weights": weights} for name in registry.ENGINES} if weights else {}
+    studio = Studio(out_dir, defaults=defaults, max_upload=int(max_upload_mb * 1024 * 1024),
+                    workers=workers)
+    if engine == "ray":  # joined now: a wrong address or flag is an error before serving
+        from artconv.web.runner import StudioRayRunner
+
+        studio.runner = StudioRayRunner(studio.on_step, address=address,
+                                        gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
+                                        max_retries=max_retries, workers=workers)
+        try:
+            studio.runner.connect()
+        except BaseException:
+            studio.close()  # ends Ray if joining started it and a check then failed
+            raise
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        studio.close()
+        raise ArtconvError(f"--host {host} --port {port}: cannot listen ({exc.strerror})") \
+            from None
+    port = sock.getsockname()[1]
+    # Requests must name the host served (DNS rebinding); any name on a wildcard address.
+    hosts = list(LOOPBACK_NAMES) if loopback else (
+        ["*"] if host in ("0.0.0.0", "::") else [host, f"[{host}]", *LOOPBACK_NAMES])
+    app = create_app(studio, token=token, hosts=hosts)
+    shown = f"[{host}]" if ":" in host else host
+    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    console.print(f"artconv studio: {address}", highlight=False, soft_wrap=True)
+    console.print(f"folder: {studio.folder}", highlight=False, soft_wrap=True)
+    if engine == "ray":
+        console.print(f"jobs run on Ray ({workers} worker{'s' if workers > 1 else ''}, "
+                      "networks kept loaded)", highlight=False)
+    if generated:
+        console.print("listening beyond this machine: every request needs the token above "
+                      "(generated; give --token to choose one)", highlight=False)
+    # A page following a running job keeps its event stream open: Ctrl-C must not wait for
+    # the job to end (the studio then stops it, keeping its image so far).
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                           timeout_graceful_shutdown=3))
+    server.run(sockets=[sock])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
