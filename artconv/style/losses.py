@@ -160,8 +160,8 @@ def _rows(t: torch.Tensor) -> torch.Tensor | None:
     return t.permute(0, 2, 3, 1).view(n, h * w, c)
 
 
-def _moment_sums(maps: torch.Tensor, mask: torch.Tensor | None, sums: bool = True
-                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
+def moment_sums(maps: torch.Tensor, mask: torch.Tensor | None, sums: bool = True
+                ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Maps (N,C,...) -> (sum of F m (N,C) if `sums`, F diag(m) F^T (N,C,C)), fp32, F the
     maps flattened to (N,C,P)."""
     m = None if mask is None else _wide(mask).flatten(2)
@@ -178,7 +178,7 @@ def gram(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
     With a `mask` (N|1,1,H,W): the guided Gram ``F diag(m) F^T / (C H W mean(m))``."""
     c = features.shape[1]
     f = features.flatten(2)  # a view also for channels_last maps
-    _, prod = _moment_sums(features, mask, sums=False)
+    _, prod = moment_sums(features, mask, sums=False)
     return prod / (c * _total(f, mask))
 
 
@@ -220,7 +220,7 @@ def moments(features: torch.Tensor,
     with a `mask` (N|1,1,H,W), both weighted by it and divided by its total."""
     f = features.flatten(2)
     total = _total(f, mask)
-    sums, prod = _moment_sums(features, mask)
+    sums, prod = moment_sums(features, mask)
     assert sums is not None
     return sums / total[..., 0], prod / total
 

@@ -318,10 +318,10 @@ class TiledObjective(Objective):
 
 
 def _moments(f: torch.Tensor, m: torch.Tensor | None, w2: bool) -> tuple[torch.Tensor, ...]:
-    """Owned features (N,C,p) and mask (1,1,p) -> (sum m f f^T,) or (sum m f f^T, sum m f)."""
-    fm = f if m is None else f * m
-    second = torch.bmm(fm, f.mT)
-    return (second, fm.sum(2)) if w2 else (second,)
+    """Owned features (N,C,p) and mask (1,1,p) -> (sum m f f^T,) or (sum m f f^T, sum m f),
+    with `losses.moment_sums`'s one-matmul backward."""
+    first, second = losses.moment_sums(f, m, sums=w2)
+    return (second, first) if w2 else (second,)
 
 
 def _w2_from_moments(mean: torch.Tensor, srm: torch.Tensor,
