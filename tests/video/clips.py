@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from artconv.deepdream.options import DreamOptions
+
 
 def still(h: int = 240, w: int = 320, seed: int = 0) -> Image.Image:
     """A smooth, textured picture: upsampled noise (DIS needs texture to follow)."""
@@ -99,3 +101,9 @@ def stream_facts(path: Path) -> dict:
         return {"frames": len(decoded), "rate": Fraction(stream.average_rate),
                 "size": (stream.codec_context.width, stream.codec_context.height),
                 "rotation": int(decoded[0].rotation or 0), "audio": bool(clip.streams.audio)}
+
+
+def dream_options(backbone_file) -> DreamOptions:
+    """A one-octave, two-step dream on the tiny test backbone: a clip job's engine."""
+    return DreamOptions(backbone=f"{backbone_file}:build", layers=("r3",), octaves=1, steps=2,
+                        precision="fp32", tile=0)

@@ -8,21 +8,15 @@ import json
 import pytest
 
 from artconv import batch
-from artconv.deepdream.options import DreamOptions
 from artconv.errors import ArtconvError
 from artconv.style import StyleOptions
 from tests.conftest import make_image
-from tests.video.clips import frames, stream_facts, write_clip
+from tests.video.clips import dream_options, frames, stream_facts, write_clip
 
 try:
     import ray
 except ImportError:  # pragma: no cover - the ray extra is optional
     ray = None
-
-
-def dream_options(backbone_file) -> DreamOptions:
-    return DreamOptions(backbone=f"{backbone_file}:build", layers=("r3",), octaves=1, steps=2,
-                        precision="fp32", tile=0)
 
 
 def test_a_folder_of_clips_plans_one_clip_job_each_and_runs_them(tmp_path, backbone_file):

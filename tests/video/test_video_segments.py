@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from artconv import batch, registry
-from artconv.deepdream.options import DreamOptions
 from artconv.errors import ArtconvError
 from artconv.io.images import load_image, read_recipe
 from artconv.io.recipe import read_any_recipe
@@ -18,17 +17,12 @@ from artconv.video.clip import frame_path, frames_done, run_clip, work_folder
 from artconv.video.options import VideoOptions
 from artconv.video.segments import segment_folder, spans
 from tests.conftest import run_cli
-from tests.video.clips import audio_packets, frames, stream_facts, write_clip
+from tests.video.clips import audio_packets, dream_options, frames, stream_facts, write_clip
 
 try:
     import ray
 except ImportError:  # pragma: no cover - the ray extra is optional
     ray = None
-
-
-def dream_options(backbone_file) -> DreamOptions:
-    return DreamOptions(backbone=f"{backbone_file}:build", layers=("r3",), octaves=1, steps=2,
-                        precision="fp32", tile=0)
 
 
 def test_spans_cover_the_clip_with_the_overlap_asked():
