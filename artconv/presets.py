@@ -26,7 +26,14 @@ from typing import Any
 
 from artconv import registry
 from artconv.errors import ArtconvError
-from artconv.io.files import IMAGE_EXTENSIONS, check_regular_file, download, url_cache_path, url_of
+from artconv.io.files import (
+    IMAGE_EXTENSIONS,
+    check_regular_file,
+    download,
+    input_stem,
+    url_cache_path,
+    url_of,
+)
 from artconv.options import CoreOptions
 
 ENGINES = tuple(registry.ENGINES)  # at import; checks below read the registry itself
@@ -231,7 +238,7 @@ def resolve_sources(items: Any, engine: str = "style") -> Sources:
     for item in items:
         if not is_preset_name(item):
             images.append(item)
-            names.append(Path(item).stem if isinstance(item, (str, os.PathLike)) else engine)
+            names.append(input_stem(item) if isinstance(item, (str, os.PathLike)) else engine)
             continue
         preset = find_preset(str(item))
         if preset.engine != engine:

@@ -22,7 +22,7 @@ from typing import Any
 
 from artconv import registry
 from artconv.errors import ArtconvError
-from artconv.io.files import atomic_write_bytes, list_images, url_of
+from artconv.io.files import atomic_write_bytes, input_stem, list_images, url_of
 from artconv.options import CoreOptions
 from artconv.outputs import check_write_paths, file_key, sidecar
 from artconv.presets import is_preset_name
@@ -295,7 +295,7 @@ def _has_images(item: str | Path) -> bool:
 def _template_pattern(template: str, engine: str,
                       groups: Sequence[tuple[str, ...]]) -> re.Pattern[str] | None:
     """A regex of the file names `template` makes for any content (last path part only)."""
-    styles = "|".join(re.escape("+".join(Path(s).stem for s in g) or "none") for g in groups)
+    styles = "|".join(re.escape("+".join(input_stem(s) for s in g) or "none") for g in groups)
     fields = {"content": ".+", "style": f"(?:{styles})", "index": r"\d+",
               "engine": re.escape(engine)}
     regex = ""
@@ -327,9 +327,9 @@ def _written_by(image: Path, engine: str, pattern: re.Pattern[str] | None) -> bo
 
 
 def _fill(template: str, content: str, styles: Sequence[str], index: int, engine: str) -> str:
-    style = "+".join(Path(s).stem for s in styles) or "none"
+    style = "+".join(input_stem(s) for s in styles) or "none"
     try:
-        return template.format(content=Path(content).stem, style=style, index=index,
+        return template.format(content=input_stem(content), style=style, index=index,
                                engine=engine)
     except (KeyError, IndexError, ValueError) as exc:
         raise ArtconvError(f"--template {template!r}: unknown field {exc} (use {{content}}, "

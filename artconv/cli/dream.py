@@ -26,6 +26,7 @@ from artconv.cli.video import (
     video_parameters,
 )
 from artconv.deepdream.options import DreamOptions
+from artconv.io.files import beside_input, input_stem
 
 HELP = """Deep Dream IMAGE: amplify what chosen layers see, octave by octave.
 
@@ -33,7 +34,8 @@ IMAGE may be a clip (.mp4, .mov, .mkv, ...), a frames folder or a glob ('frames/
 each frame is dreamed from the previous dream warped by the optical flow, blended with the
 new frame (--frame-blend), and the clip is written as IMAGE_dream.mp4 with its sound.
 
-Writes IMAGE_dream.png next to the input unless -o is given (never over the input); with
+Writes IMAGE_dream.png next to the input (for a URL, in the current folder) unless -o is
+given (never over the input); with
 --frames N, writes frame_0001.png ... into the folder IMAGE_dream_frames/ (or -o FOLDER),
 continuing after any frames already there. The output carries its recipe
 (`artconv recipe OUT`). Ctrl-C saves the image so far and exits with status 130."""
@@ -56,7 +58,8 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
     video = options.frames > 0
     given = output is not None
     if output is None:
-        output = image.with_name(f"{image.stem}_dream" + ("_frames" if video else ".png"))
+        output = beside_input(image, f"{input_stem(image)}_dream"
+                              + ("_frames" if video else ".png"))
     elif not video:  # fail before dreaming
         check_picture_suffix(output)
     inputs = [image] + [Path(p) for p in (options.guide, options.mask) if p]

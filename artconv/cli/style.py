@@ -31,6 +31,7 @@ from artconv.cli.video import (
     style_clip,
     video_parameters,
 )
+from artconv.io.files import input_stem
 
 HELP = ("Neural style transfer: paint CONTENT in the style of STYLE image(s) or a style "
         "preset. Ctrl-C saves the current image and exits with 130.")
@@ -81,7 +82,7 @@ def style_command(**kwargs: Any) -> None:
     options.blend_weights(len(sources.images))  # fail before the network loads
     inputs = [content_path, *[Path(p) for p in sources.images]]
     output = kwargs["output"] or Path.cwd() / (
-        "_".join([content_path.stem, *sources.names]) + ".png")
+        "_".join([input_stem(content_path), *sources.names]) + ".png")
     check_picture_suffix(output)
     from artconv.io.images import check_depth
 

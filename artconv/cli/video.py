@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from artconv.cli.common import Ui, console, option_parameters, split_options, stdout
+from artconv.io.files import beside_input, input_stem, url_of
 from artconv.video.options import VideoOptions
 
 PANEL = "Clips (CONTENT a video, a frames folder or 'frames/*.png')"
@@ -62,8 +63,8 @@ def clip_stem(source: str | Path) -> str:
     from artconv.video.io import is_clip
 
     path = Path(source)
-    if is_clip(path):
-        return path.stem
+    if url_of(source) is not None or is_clip(path):
+        return input_stem(source)
     if path.is_dir():
         return path.resolve().name
     return path.parent.resolve().name or "frames"
@@ -114,7 +115,7 @@ def dream_clip(image: Path, output: Path | None, options: Any, given: dict[str, 
 
     # beside the clip, or beside the folder that holds the frames
     base = image if is_clip(image) or image.is_dir() else image.parent
-    output = output or base.with_name(f"{clip_stem(image)}_dream.mp4")
+    output = output or beside_input(base, f"{clip_stem(image)}_dream.mp4")
     inputs = [image] + [Path(p) for p in (options.guide, options.mask) if p]
     _run(options, "dream", image, output, inputs, video, partial, ui, [])
 

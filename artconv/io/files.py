@@ -191,6 +191,7 @@ USER_AGENT = "artconv/0.1 (neural style transfer; +https://pypi.org/project/artc
 Report = Callable[[str, "int | None"], Callable[[int], object]]
 
 _MANGLED_URL = re.compile(r"(?i)(https?):/(?!/)(.+)")
+_UNSAFE_NAME = re.compile(r"[^\w.+-]+")
 
 
 def url_of(src: object) -> str | None:
@@ -217,8 +218,27 @@ def url_of(src: object) -> str | None:
 
 def url_stem(url: str) -> str:
     """The file stem a URL names ('.../1280px-Earth.jpg?x=1' -> '1280px-Earth'), for
-    default output names."""
-    return Path(_url_file_name(url)).stem or "image"
+    default output names: the last segment of the URL's path only (never its query, which
+    may hold '/../'), reduced to letters, digits and '._+-', so it is one plain file name."""
+    stem = _UNSAFE_NAME.sub("_", Path(_url_file_name(url)).stem).strip("._")
+    return stem[:100] or "image"
+
+
+def input_stem(src: object) -> str:
+    """The stem an input gives its default output names: a path's own stem, or for an
+    http(s) URL its sanitised `url_stem`. The one rule for every command, batch and clip."""
+    url = url_of(src)
+    if url is not None:
+        return url_stem(url)
+    return Path(os.fspath(src)).stem  # type: ignore[arg-type]
+
+
+def beside_input(src: object, name: str) -> Path:
+    """Where a default output called `name` of the input `src` goes: beside a local input;
+    for an http(s) URL in the current folder, never at a path made from the URL's text."""
+    if url_of(src) is not None:
+        return Path.cwd() / name
+    return Path(os.fspath(src)).with_name(name)  # type: ignore[arg-type]
 
 
 def url_cache_path(url: str) -> Path:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from artconv.errors import ArtconvError
-from artconv.io.files import IMAGE_EXTENSIONS, atomic_output, list_images
+from artconv.io.files import IMAGE_EXTENSIONS, atomic_output, list_images, url_of
 from artconv.video.options import VideoOptions
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg",
@@ -43,6 +43,8 @@ def is_clip(text: str | os.PathLike[str]) -> bool:
 def is_frames(text: str | os.PathLike[str]) -> bool:
     """A glob of frame images (`frames/*.png`) or a folder of them."""
     text = os.fspath(text)
+    if url_of(text) is not None:  # '?' and '[' in a URL are its query, not a glob
+        return False
     if any(c in text for c in "*?["):
         return Path(text).suffix.lower() in IMAGE_EXTENSIONS
     return Path(text).is_dir()

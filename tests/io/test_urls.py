@@ -282,3 +282,38 @@ def test_a_batch_takes_url_inputs_into_its_out_dir(tmp_path, server, backbone_fi
     assert read_recipe(out)["inputs"] == [url]
     code, _, err = run_cli([*args, "--out-dir", str(tmp_path / "out")], capsys)
     assert code == 0 and server.hits == ["/photos/c.png"]  # skipped: done, not fetched again
+
+
+# -- default outputs of a URL input: one safe name in the current folder ----------------------
+def _files(root: Path) -> set[Path]:
+    return {p.relative_to(root) for p in root.rglob("*")}
+
+
+def test_a_urls_default_output_is_a_plain_name_in_the_current_folder(tmp_path, server,
+                                                                     backbone_file, capsys,
+                                                                     monkeypatch):
+    """The URL's text (its query may hold '/../') never becomes a path: dream, style and a
+    batch template all name the output from the URL path's last segment, sanitised."""
+    body = png(tmp_path, "q.png", seed=1)
+    hostile = "/q.png?y=/../../../../escaped"
+    server.routes[hostile] = Route(body)
+    server.routes["/a/b%20c%3B.png?x=/../up"] = Route(body)
+    work = tmp_path / "w1" / "w2" / "w3" / "w4" / "here"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    before = _files(tmp_path)
+    net = ["--backbone", f"{backbone_file}:build", "--device", "cpu", "--precision", "fp32",
+           "--quiet"]
+    dream = ["--layers", "r3", "--octaves", "1", "--steps", "1", "--size", "32"]
+    code, _, err = run_cli(["dream", server.base + hostile, *net, *dream], capsys)
+    assert code == 0, err
+    style = f"{server.base}/a/b%20c%3B.png?x=/../up"
+    code, _, err = run_cli(["style", server.base + hostile, style, *net,
+                            "--content-layers", "r2", "--style-layers", "r1,r2",
+                            "--size", "32", "--iterations", "1"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["batch", "dream", server.base + hostile, "--out-dir", "out",
+                            "--template", "{content}-{engine}.png", *net, *dream], capsys)
+    assert code == 0, err
+    assert _files(tmp_path) - before == {Path("w1/w2/w3/w4/here") / p for p in
+                                         ("q_dream.png", "q_b_c.png", "out", "out/q-dream.png")}
