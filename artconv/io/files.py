@@ -16,6 +16,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -184,6 +185,10 @@ DEFAULT_MAX_DOWNLOAD: int = 50_000_000
 # Seconds a server may stay silent (connecting, or between two pieces of the file) before
 # the download is given up. $ARTCONV_DOWNLOAD_TIMEOUT changes it.
 DEFAULT_DOWNLOAD_TIMEOUT: float = 30.0
+# The whole download, however it trickles, is given up after this many times the timeout
+# (5 minutes by default: 50 MB at 170 kB/s), so a server that sends a few bytes a second
+# cannot hold a run forever.
+DEADLINE_TIMEOUTS: int = 10
 # Wikimedia (and others) refuse the anonymous Python-urllib agent.
 USER_AGENT = "artconv/0.1 (neural style transfer; +https://pypi.org/project/artconv/) urllib"
 
@@ -288,9 +293,11 @@ def download(url: str, *, report: Report | None = None) -> Path:
     """The file at an http(s) `url`, fetched into the cache (`url_cache_path`) once.
 
     Refused with one line naming the URL: a server error or none, a server silent for
-    `download_timeout()` seconds, more than `max_download_bytes()` (by its Content-Length
+    `download_timeout()` seconds or not done after DEADLINE_TIMEOUTS times that, a redirect
+    to anything but http(s), more than `max_download_bytes()` (by its Content-Length
     or, without one, as the bytes arrive), a web page instead of a file, or fewer bytes
-    than the Content-Length promised. Only a complete download enters the cache; every
+    than the Content-Length promised. Only a complete download enters the cache (what a
+killed one left there goes at the next try); every
     message says where to put the file by hand. `report(label, total)` is called once
     and returns a function told the length of each chunk (a progress bar)."""
     if url_of(url) != url:
@@ -299,20 +306,60 @@ def download(url: str, *, report: Report | None = None) -> Path:
     if dst.is_file():
         return dst
     timeout, cap = download_timeout(), max_download_bytes()
+    _remove_stale_temporaries(dst, timeout * DEADLINE_TIMEOUTS)
     with atomic_path(dst) as tmp:
         _fetch(url, tmp, dst, timeout, cap, report)
     return dst
+
+
+def _remove_stale_temporaries(dst: Path, deadline: float) -> None:
+    """Remove what a killed download of `dst` left (atomic_path's temporaries): only those
+    older than the deadline, which no live download can still be writing."""
+    if not dst.parent.is_dir():
+        return
+    now = time.time()
+    for tmp in dst.parent.glob(f".{glob.escape(dst.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > deadline:
+                tmp.unlink()
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only: urllib would follow one to ftp:// too."""
+
+    def http_error_302(self, req, fp, code, msg, headers):  # type: ignore[no-untyped-def]
+        target = headers.get("location") or headers.get("uri") or ""
+        scheme = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, target)).scheme
+        if scheme.lower() not in ("http", "https"):
+            fp.close()
+            raise ArtconvError(_one_line(f"{req.full_url}: the server redirects to {target}, "
+                                         "not an http(s) URL; refused"))
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 
 
 def _fetch(url: str, tmp: Path, dst: Path, timeout: float, cap: int,
            report: Report | None) -> None:
     by_hand = f"fetch it elsewhere and save it as {dst}, or give a local path"
 
+    deadline = time.monotonic() + timeout * DEADLINE_TIMEOUTS
+
     def failed(why: object) -> ArtconvError:
+        if time.monotonic() > deadline:
+            return late()
         if isinstance(why, TimeoutError) or "timed out" in str(why):
             return ArtconvError(f"{url}: no answer within {timeout:g} s (set "
                                 f"ARTCONV_DOWNLOAD_TIMEOUT higher, try again, or {by_hand})")
         return ArtconvError(_one_line(f"{url}: could not download ({why}); {by_hand}"))
+
+    def late() -> ArtconvError:
+        return ArtconvError(f"{url}: not downloaded within {timeout * DEADLINE_TIMEOUTS:g} s "
+                            f"({DEADLINE_TIMEOUTS} x ARTCONV_DOWNLOAD_TIMEOUT; the server is "
+                            f"too slow: set ARTCONV_DOWNLOAD_TIMEOUT higher, or {by_hand})")
 
     def too_big(what: str) -> ArtconvError:
         return ArtconvError(f"{url}: {what}, over the {_size(cap)} download limit (set "
@@ -321,7 +368,7 @@ def _fetch(url: str, tmp: Path, dst: Path, timeout: float, cap: int,
     network = (urllib.error.URLError, OSError, http.client.HTTPException, ValueError)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s)
+        response = _OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         raise failed(f"HTTP {exc.code} {exc.reason}") from None
@@ -343,12 +390,16 @@ def _fetch(url: str, tmp: Path, dst: Path, timeout: float, cap: int,
             if report is not None else None
         got = 0
         while True:
+            # read1: what has arrived (read() would wait for a whole 64 KB, however slowly
+            # it trickles in, before the deadline is looked at again).
             try:
-                chunk = response.read(1 << 16)
+                chunk = response.read1(1 << 16)
             except network as exc:
                 raise failed(exc) from None
             if not chunk:
                 break
+            if time.monotonic() > deadline:
+                raise late()
             got += len(chunk)
             if got > cap:
                 raise too_big(f"more than {_size(cap)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 import tomllib
@@ -33,6 +34,8 @@ class Route:
     length: int | None = -1  # -1: the true length; None: no Content-Length header
     stall: float = 0.0  # seconds to wait after the headers, before the body
     kind: str = "image/png"
+    drip: float = 0.0  # seconds between two bytes of the body (a server that trickles)
+    location: str = ""  # answer 302 with this Location instead
 
 
 @dataclass
@@ -59,6 +62,11 @@ def server(monkeypatch) -> Iterator[Server]:
             if route is None:
                 self.send_error(404)
                 return
+            if route.location:
+                self.send_response(302)
+                self.send_header("Location", route.location)
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Type", route.kind)
             if route.length is not None:
@@ -69,7 +77,13 @@ def server(monkeypatch) -> Iterator[Server]:
             if route.stall:
                 state.release.wait(route.stall)
             with contextlib.suppress(OSError):  # the client gave up (timeout, size cap)
-                self.wfile.write(route.body)
+                if not route.drip:
+                    self.wfile.write(route.body)
+                for i in range(len(route.body) if route.drip else 0):
+                    if state.release.wait(route.drip):
+                        break
+                    self.wfile.write(route.body[i:i + 1])
+                    self.wfile.flush()
 
         def log_message(self, *_args):
             pass
@@ -167,6 +181,48 @@ def test_a_silent_server_times_out_quickly_with_one_line(server, monkeypatch):
     assert str(err.value).startswith(f"{server.base}/slow.png: no answer within 0.3 s (set "
                                      "ARTCONV_DOWNLOAD_TIMEOUT higher")
     assert "\n" not in str(err.value)
+
+
+def test_a_trickling_download_meets_its_deadline_and_leaves_nothing(tmp_path, server,
+                                                                    monkeypatch):
+    """A server sending a byte every 50 ms is never silent for the 0.2 s timeout; the whole
+    download (10 x the timeout) is still given up, and no temporary stays in the cache."""
+    monkeypatch.setenv("ARTCONV_DOWNLOAD_TIMEOUT", "0.2")
+    server.routes["/drip.png"] = Route(b"x" * 2000, drip=0.05)  # 100 s in all
+    start = time.monotonic()
+    with pytest.raises(ArtconvError) as err:
+        load_image(f"{server.base}/drip.png")
+    assert time.monotonic() - start < 6
+    assert one_line(str(err.value)).startswith(f"{server.base}/drip.png: not downloaded "
+                                               "within 2 s (10 x ARTCONV_DOWNLOAD_TIMEOUT")
+    cache = url_cache_path(f"{server.base}/drip.png").parent
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_what_a_killed_download_left_in_the_cache_is_removed(tmp_path, server, monkeypatch):
+    server.routes["/k.png"] = Route(png(tmp_path, "k.png", (8, 8)))
+    dst = url_cache_path(f"{server.base}/k.png")
+    dst.parent.mkdir(parents=True)
+    stale, live = dst.parent / f".{dst.name}.abc.tmp", dst.parent / f".{dst.name}.def.tmp"
+    stale.write_bytes(b"")
+    live.write_bytes(b"")
+    os.utime(stale, (time.time() - 3600,) * 2)
+    assert load_image(f"{server.base}/k.png").shape == (3, 8, 8)
+    assert sorted(dst.parent.iterdir()) == sorted([dst, live])  # a live one may still write
+
+
+def test_a_redirect_to_anything_but_http_is_refused(tmp_path, server):
+    server.routes["/moved.png"] = Route(b"", location="ftp://127.0.0.1:1/x.png")
+    server.routes["/file.png"] = Route(b"", location="file:///etc/passwd")
+    server.routes["/ok.png"] = Route(b"", location="/real.png")
+    server.routes["/real.png"] = Route(png(tmp_path, "real.png", (8, 8)))
+    for name in ("moved", "file"):
+        with pytest.raises(ArtconvError) as err:
+            load_image(f"{server.base}/{name}.png")
+        line = one_line(str(err.value))
+        assert line.startswith(f"{server.base}/{name}.png: ") and "not an http(s) URL" in line
+        assert not url_cache_path(f"{server.base}/{name}.png").exists()
+    assert load_image(f"{server.base}/ok.png").shape == (3, 8, 8)  # http redirects still work
 
 
 def test_bad_limits_in_the_environment_are_named(server, monkeypatch):
