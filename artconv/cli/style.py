@@ -117,8 +117,10 @@ def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,
     from artconv.progress import Progress
 
     spec = registry.get("style")
-    content = load_image(content_path)  # read everything before the network loads
-    styles = [load_image(p) for p in inputs[1:]]
+    # Read everything before the network loads, each at the size the run needs: a huge
+    # photo is shrunk as it is decoded, never held as floats at full size.
+    content = load_image(content_path, options.output_size)
+    styles = [load_image(p, options.style_size) for p in inputs[1:]]
     ladder, init = options.ladder(), None
     if resume:
         options, init = _resume_point(options, output, ui)

@@ -133,7 +133,7 @@ def _run(options: Any, engine_name: str, source: Any, output: Path, inputs: list
     check_clip_output(output)
     check_clip_writes(output, inputs)  # before anything is decoded or loaded
     info = probe(source, video)
-    styles = [load_image(p) for p in style_paths]
+    styles = [load_image(p, options.style_size) for p in style_paths]
     engine = registry.get(engine_name).engine(options)
     hw = (info.height, info.width)
     if engine_name == "style":

@@ -108,10 +108,13 @@ def load_image(
     if isinstance(src, str | os.PathLike):
         with _open_image(src, max_pixels) as img:
             stored = img.size
-            if size is not None:
-                _draft(img, size)
-            _decode(img, src)
-            out, full = _pil_to_rgb(img, str(src), size, stored)
+            if _is_colour16(img):
+                out, full = _colour16_to_rgb(img, src, size)
+            else:
+                if size is not None:
+                    _draft(img, size)
+                _decode(img, src)
+                out, full = _pil_to_rgb(img, str(src), size, stored)
     elif isinstance(src, Image.Image):
         name = getattr(src, "filename", "") or "image"
         _check_pixels(name, src.size, max_pixels)
@@ -130,17 +133,18 @@ def load_image(
     return out.contiguous()
 
 
-def image_hw(path: StrPath) -> tuple[int, int]:
+def image_hw(path: StrPath, *, limit: bool = False) -> tuple[int, int]:
     """``(H, W)`` of the image at ``path`` as :func:`load_image` would return it, from the header.
 
-    No pixels are decoded, so this is cheap and has no size limit; errors match load_image's.
-    A URL is downloaded into the cache first, as load_image does.
+    No pixels are decoded, so this is cheap; errors match load_image's. With `limit`, an
+    image over `max_pixels_limit()` is refused as load_image would refuse it, else there is
+    no size limit. A URL is downloaded into the cache first, as load_image does.
     """
     url = url_of(path)
     if url is not None:
         with _fetched(url) as local:
-            return image_hw(local)
-    with _open_image(path, max_pixels=None) as img:
+            return image_hw(local, limit=limit)
+    with _open_image(path, max_pixels=max_pixels_limit() if limit else None) as img:
         w, h = img.size
         # PngImageFile.getexif() decodes the whole image hunting for an eXIf chunk after the
         # pixels; writers (PIL included) put it before them, where it is already in info.
@@ -283,6 +287,68 @@ def _pil_pixels(img: Image.Image, name: str) -> torch.Tensor:
     if img.mode != rgb_mode:
         img = img.convert(rgb_mode)
     return _channels_to_rgb(_array_to_chw(np.array(img)), name)
+
+
+def _is_colour16(img: Image.Image) -> bool:
+    """A 16-bit RGB(A) PNG or TIFF (what --bit-depth 16 writes): PIL has no 16-bit colour
+    mode and would read it at 8 bits."""
+    if img.format not in ("PNG", "TIFF") or img.mode not in ("RGB", "RGBA"):
+        return False
+    for tile in img.tile:
+        rawmode = tile.args[0] if isinstance(tile.args, tuple) else tile.args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return True
+    return False
+
+
+def _colour16_to_rgb(img: Image.Image, path: StrPath, size: int | None
+                     ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A 16-bit colour file read by OpenCV, all 16 bits kept: alpha over white and any
+    shrinking (box average, as `_shrink`) done in uint16 bands, orientation from the file's
+    EXIF (OpenCV ignores it when reading unchanged). -> (tensor, upright full (H, W))."""
+    import cv2  # only 16-bit colour files need OpenCV here; the rest of io stays without it
+
+    try:
+        arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except (OSError, cv2.error) as e:
+        raise ArtconvError(_one_line(f"{path}: truncated or corrupt image ({e})")) from None
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ArtconvError(f"{path}: truncated or corrupt image (cannot decode its 16-bit "
+                           "colour)")
+    h, w = arr.shape[:2]
+    rgb = np.empty((h, w, 3), np.uint16)
+    band = max(1, _BAND_PIXELS // w)
+    for top in range(0, h, band):  # bands: no full-size float copy
+        part = arr[top:top + band]
+        colour = part[..., 2::-1].astype(np.float32)
+        if part.shape[2] == 4:
+            alpha = part[..., 3:].astype(np.float32) / 65535
+            colour = colour * alpha + 65535 * (1 - alpha)
+        rgb[top:top + band] = np.rint(colour)
+    del arr
+    factor = max(h, w) // (2 * size) if size is not None else 0
+    if factor >= 2:
+        rgb = cv2.resize(rgb, (-(-w // factor), -(-h // factor)), interpolation=cv2.INTER_AREA)
+    upright = _UPRIGHT.get(img.getexif().get(ExifTags.Base.Orientation, 1))
+    full = (w, h) if upright in _QUARTER_TURNS else (h, w)
+    out = _channels_to_rgb(_array_to_chw(rgb), str(path))
+    if upright is not None:
+        out = _transpose(out, upright)
+    return out, full
+
+
+def _transpose(chw: torch.Tensor, how: Image.Transpose) -> torch.Tensor:
+    """PIL's transposition of an image, on a (C, H, W) tensor."""
+    T = Image.Transpose
+    flips = {T.FLIP_LEFT_RIGHT: (False, True, False), T.FLIP_TOP_BOTTOM: (True, False, False),
+             T.ROTATE_180: (True, True, False), T.TRANSPOSE: (False, False, True),
+             T.ROTATE_90: (True, False, True), T.ROTATE_270: (False, True, True),
+             T.TRANSVERSE: (True, True, True)}
+    rows, cols, swap = flips[how]
+    if swap:
+        chw = chw.transpose(1, 2)
+    dims = [d for d, f in ((1, rows), (2, cols)) if f]
+    return chw.flip(dims) if dims else chw
 
 
 def _draft(img: Image.Image, size: int) -> None:

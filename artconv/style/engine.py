@@ -288,7 +288,7 @@ class StyleTransfer:
         """Coarse to fine: each scale starts from the last one's result, resized."""
         opts = self.options
         if not isinstance(content, torch.Tensor):
-            content = load_image(content)
+            content = load_image(content, opts.output_size)  # never decoded at full size
         content = as_batch(content).to(self.device, torch.float32)
         self.check_sizes(content.shape[-2:], [s.shape[-2:] for s in styles or ()])
         lum = opts.preserve_colors == "luminance"
@@ -457,8 +457,8 @@ def stylize(content: ImageSource, style: ImageSource | Sequence[ImageSource], *,
     opts = build_options(sources, preset, options)
     opts.blend_weights(len(sources.images))  # fail before loading anything
     st = StyleTransfer(opts, extractor=extractor, progress=progress)
-    styles = [load_image(s) for s in sources.images]
-    out = st.run(load_image(content), styles, callback=callback)
+    styles = [load_image(s, opts.style_size) for s in sources.images]
+    out = st.run(load_image(content, opts.output_size), styles, callback=callback)
     return to_pil(out[0])
 
 

@@ -153,6 +153,12 @@ class StyleOptions(CoreOptions):
     def output_size(self) -> int:
         return self.size or (self.scales[-1] if self.scales else DEFAULT_SIZE)
 
+    @property
+    def style_size(self) -> int:
+        """The longest side style images are used at (their size at the last scale), so
+        the longest side they need be read at."""
+        return max(1, round(self.output_size * self.style_scale))
+
     def ladder(self) -> list[int]:
         """The longest side at each scale, coarse to fine. Explicit --scales win over
         --min-scale; a larger --size is added as the last scale."""

@@ -425,7 +425,9 @@ def run_clip(engine: Any, source: str | Path, output: str | Path, *,
     previous = {k: load_image(frame_path(folder, k))[None]
                 for k in range(max(1, done - loop.lookback + 1), done + 1)}
     total = info.selected(video)
-    frames: Iterable[np.ndarray] = read_frames(source, video)
+    # Decoded at the size the engine works at, so a huge frame never exists at full size.
+    frames: Iterable[FrameLike] = read_frames(
+        source, video, size=max(loop.frames.size((info.height, info.width))))
     if span is not None:
         frames = itertools.islice(frames, span[0] - 1, span[1])
         total = None if total is None else max(0, min(total, span[1] or total) - span[0] + 1)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from artconv.errors import ArtconvError
 from artconv.io.files import IMAGE_EXTENSIONS, atomic_output, list_images, url_of
@@ -110,8 +109,7 @@ def probe(source: str | os.PathLike[str], options: VideoOptions | None = None) -
     options = options or VideoOptions()
     if is_frames(source):
         paths = frame_files(source)
-        with Image.open(paths[0]) as im:
-            w, h = im.size
+        h, w = _check_frame_files(paths)
         fps = Fraction(options.fps).limit_denominator(1001) if options.fps else DEFAULT_FPS
         return ClipInfo(Path(source), fps, w, h, 0, len(paths), False, True)
     path = Path(source)
@@ -157,18 +155,39 @@ def frame_files(pattern: str | os.PathLike[str]) -> list[Path]:
     return found
 
 
-def read_frames(source: str | os.PathLike[str], options: VideoOptions | None = None
-                ) -> Iterator[np.ndarray]:
-    """The frames `options` select (start, duration, every), upright, as (H, W, 3) uint8.
+def _check_frame_files(paths: list[Path]) -> tuple[int, int]:
+    """Every frame's header, before any work: within the pixel limit and of one size.
+    -> the upright (H, W) they share."""
+    from artconv.io.images import image_hw  # torch loads only when frames are read
+
+    first = None
+    for p in paths:
+        hw = image_hw(p, limit=True)
+        if first is not None and hw != first:
+            raise ArtconvError(f"{p}: frame is {hw[1]}x{hw[0]}, the first was "
+                               f"{first[1]}x{first[0]}; frames of a clip share one size")
+        first = hw
+    assert first is not None  # frame_files never returns an empty list
+    return first
+
+
+def read_frames(source: str | os.PathLike[str], options: VideoOptions | None = None, *,
+                size: int | None = None) -> Iterator[np.ndarray | Any]:
+    """The frames `options` select (start, duration, every), upright: a clip's as (H, W, 3)
+    uint8 arrays, a frames folder's as float32 (3, H, W) tensors in [0, 1] read by
+    `load_image` (16-bit frames keep their precision, alpha is composited over white).
+    With `size`, frames are decoded with their longest side `size` (as
+    `fit_longest`), so a huge frame never exists at full size.
 
     A clip that cannot be decoded fails with one line naming the file and the frame."""
     options = options or VideoOptions()
     if is_frames(source):
-        yield from _read_folder(source, options)
+        yield from _read_folder(source, options, size)
         return
     info = probe(source, options)
     path = Path(source)
     end = None if options.duration is None else options.start + options.duration
+    shrink = _decode_size(info, size)
     kept = 0
     with _open(path) as container:
         stream = container.streams.video[0]
@@ -198,6 +217,9 @@ def read_frames(source: str | os.PathLike[str], options: VideoOptions | None = N
             if end is not None and t >= end - 0.5 / float(info.fps):
                 break
             if kept % options.every == 0:
+                if shrink is not None:  # scaled as decoded: never an RGB copy at full size
+                    frame = frame.reformat(width=shrink[1], height=shrink[0],
+                                           format="rgb24", interpolation="AREA")
                 yield _upright(frame.to_ndarray(format="rgb24"), info.rotation)
             kept += 1
     if kept == 0:
@@ -205,24 +227,34 @@ def read_frames(source: str | os.PathLike[str], options: VideoOptions | None = N
                            + (f" from --start {options.start:g} s" if options.start else ""))
 
 
-def _read_folder(source: str | os.PathLike[str], options: VideoOptions) -> Iterator[np.ndarray]:
+def _read_folder(source: str | os.PathLike[str], options: VideoOptions, size: int | None
+                 ) -> Iterator[Any]:
+    from artconv.io.images import load_image  # the one reader of stills and frames
+
     paths = frame_files(source)
     fps = float(options.fps or DEFAULT_FPS)
     first = round(options.start * fps)
     last = len(paths) if options.duration is None else round((options.start
                                                               + options.duration) * fps)
-    size = None
+    shape = None
     for p in paths[first:last:options.every]:
-        try:
-            with Image.open(p) as im:
-                arr = np.asarray(im.convert("RGB"))
-        except OSError as exc:
-            raise ArtconvError(f"{p}: cannot read frame ({_why(exc)})") from None
-        if size is not None and arr.shape != size:
-            raise ArtconvError(f"{p}: frame is {arr.shape[1]}x{arr.shape[0]}, the first was "
-                               f"{size[1]}x{size[0]}; frames of a clip share one size")
-        size = arr.shape
-        yield arr
+        frame = load_image(p, size)
+        if shape is not None and frame.shape != shape:
+            raise ArtconvError(f"{p}: frame is {frame.shape[2]}x{frame.shape[1]}, the first "
+                               f"was {shape[2]}x{shape[1]}; frames of a clip share one size")
+        shape = frame.shape
+        yield frame
+
+
+def _decode_size(info: ClipInfo, size: int | None) -> tuple[int, int] | None:
+    """The stored (H, W) to scale a clip's frames to as they are decoded: its upright size
+    fitted to `size` (as `fit_longest`), or None when that is no smaller."""
+    from artconv.io.images import fit_longest  # the one size rule; torch is loaded by now
+
+    if size is None or size >= max(info.width, info.height):
+        return None
+    h, w = fit_longest((info.height, info.width), size)
+    return (w, h) if info.rotation % 180 else (h, w)
 
 
 def _upright(arr: np.ndarray, rotation: int) -> np.ndarray:
