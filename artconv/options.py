@@ -24,6 +24,9 @@ T = TypeVar("T", bound="Options")
 MAX_SEED = 2**63 - 1
 # Whole numbers beyond int64 overflow the moment torch sees them, whatever the option.
 INT64 = (-(2**63), 2**63 - 1)
+# A memory budget in GiB (--max-memory): 1 PiB, beyond any machine; bytes of a larger one
+# overflow the whole numbers tiles are planned in.
+MAX_MEMORY_GIB = 2.0**20
 
 
 def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,

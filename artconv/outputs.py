@@ -7,20 +7,38 @@
   is missing as unfinished, so a re-run redoes it.
 * Temporaries a killed writer left beside an output are swept before it is written again
   (`sweep_temporaries`).
+* Work folders (a clip's `OUT.mp4.frames/`, marked by its `clip.json`) are artconv's own:
+  no other write may land inside one (`check_write_paths`).
+* Work kept for a resume (a clip's frames, a still's `--resume` scales) records what made
+  it, with every input by its content (`content_id`), and a run that differs is refused
+  (`identity_difference`).
 
 This module knows paths only; it imports nothing of torch or the engines.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from artconv.errors import ArtconvError
+from artconv.options import flag
 
 StrPath = str | os.PathLike[str]
+
+# A clip's work folder (artconv.video.clip): OUT.mp4.frames/ beside the output (or the
+# output itself when it is a folder of frames), each finished frame a PNG with its recipe,
+# and the record of what made them. Named here, at the bottom, so the path checks below and
+# `artconv recipe` know a work folder without the clip driver.
+CLIP_WORK_SUFFIX = ".frames"
+CLIP_FRAME_NAME = "frame_{:06d}.png"
+CLIP_FOLDER_RECORD = "clip.json"
 
 
 def file_key(path: StrPath) -> object:
@@ -54,6 +72,9 @@ def check_write_paths(writes: Sequence[tuple[str, StrPath | None]],
     `None` paths are skipped. Call it before any work starts."""
     sources = {file_key(p) for p in inputs}
     seen: dict[object, str] = {}
+    # The work folders these writes make: nothing but their own frames goes inside them.
+    planned = {file_key(Path(raw).parent): label for label, raw in writes
+               if raw is not None and label == WORK_FOLDER}
     for label, raw in writes:
         if raw is None:
             continue
@@ -62,6 +83,13 @@ def check_write_paths(writes: Sequence[tuple[str, StrPath | None]],
         if key in sources:
             raise ArtconvError(f"{label} {path}: is an input file; refusing to overwrite "
                                "it (choose another path)")
+        if label != WORK_FOLDER:
+            inside = inside_work_folder(path)
+            if inside is None and file_key(path.parent) in planned:
+                inside = path.parent
+            if inside is not None:
+                raise ArtconvError(f"{label} {path}: is inside the work folder {inside} "
+                                   "that artconv keeps for a clip; choose a path outside it")
         if key in seen:
             other = seen[key]
             what = f"{label} and {other} name" if label != other else f"two {label} paths are"
@@ -80,8 +108,139 @@ def check_writable(path: StrPath, label: str = "output") -> None:
         folder = folder.parent  # the folder will be made below the nearest existing one
     if not folder.is_dir():
         raise ArtconvError(f"{label} {path}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not os.access(folder, os.W_OK | os.X_OK) or not _can_create_in(folder):
         raise ArtconvError(f"{label} {path}: folder {folder} is not writable")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """A file can really be made in `folder`: `os.access` says yes to root everywhere, even
+    in /proc. An unnamed temporary (O_TMPFILE where there is one) leaves nothing behind."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+# -- work folders ------------------------------------------------------------------------
+WORK_FOLDER = "work folder"  # the label of a work folder's own writes
+
+
+def clip_work_folder(output: StrPath) -> Path:
+    """Where a clip's finished frames go: the output itself when it is a folder of frames
+    (`is_frames_output`), else OUT.frames/ beside it."""
+    output = Path(output)
+    if is_frames_output(output):
+        return output
+    return output.with_name(output.name + CLIP_WORK_SUFFIX)
+
+
+def is_frames_output(path: StrPath) -> bool:
+    """An output named as a folder of PNG frames: a trailing slash, an existing folder, or
+    no suffix at all."""
+    text = os.fspath(path)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix
+
+
+def inside_work_folder(path: StrPath) -> Path | None:
+    """The work folder (a folder holding `clip.json`) that holds `path`, if any."""
+    folder = Path(path).resolve().parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / CLIP_FOLDER_RECORD).is_file():
+            return candidate
+    return None
+
+
+# -- identities --------------------------------------------------------------------------
+_DIGESTS: dict[tuple, str] = {}
+
+
+def content_id(path: StrPath) -> str:
+    """A file by its content, not by how its path is spelt: "SIZE:SHA256". Kept per process
+    for a file that has not changed (same inode, size and time), as a clip's segments ask
+    again."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        raise ArtconvError(f"{p}: cannot read ({exc.strerror})") from None
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        try:
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise ArtconvError(f"{p}: cannot read ({exc.strerror})") from None
+        _DIGESTS[key] = f"{st.st_size}:{digest.hexdigest()}"
+    return _DIGESTS[key]
+
+
+def input_record(name: StrPath, files: Sequence[StrPath] | None = None) -> dict[str, str]:
+    """An input of a resumable run: its name (for messages) and its content: of the file,
+    or of `files` in order (the frames of a folder or glob); a URL by its text."""
+    if files is None:
+        if not os.path.isfile(name):  # a URL: by its text
+            return {"name": os.fspath(name), "content": os.fspath(name)}
+        return {"name": os.fspath(name), "content": content_id(name)}
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{Path(f).name}\0{content_id(f)}\0".encode())
+    return {"name": os.fspath(name), "content": f"{len(files)} files:{digest.hexdigest()}"}
+
+
+def options_by_content(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Option values with every string naming an existing file (a weights file, a mask, an
+    own network's FILE.py:FUNCTION) replaced by its content, so the same file spelt
+    another way is the same option."""
+
+    def one(value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [one(v) for v in value]
+        if not isinstance(value, str) or not value:
+            return value
+        if os.path.isfile(value):
+            return "file " + content_id(value)
+        head, sep, tail = value.rpartition(":")
+        if sep and head and os.path.isfile(head):
+            return f"file {content_id(head)}:{tail}"
+        return value
+
+    return {k: one(v) for k, v in values.items()}
+
+
+def identity_difference(before: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
+    """What differs between the record of earlier work and this run's, in a few words for
+    a one-line refusal (None when they match). Records hold "inputs" ([{name, content}]),
+    option tables ("options", "video") and plain entries."""
+    now = json.loads(json.dumps(now, default=str))  # as the record was stored: tuples as lists
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if a == b:
+            continue
+        if key == "inputs" and isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                return f"it was made from {len(a)} inputs, this run has {len(b)}"
+            for old, new in zip(a, b, strict=True):
+                if not isinstance(old, Mapping) or old.get("content") != new.get("content"):
+                    name = new.get("name")
+                    return f"input {name} is not the file it was made from"
+            continue
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for name in sorted(set(a) | set(b)):
+                if a.get(name) != b.get(name):
+                    return (f"it was made with {flag(name)} {_shown(a.get(name))}, this run "
+                            f"has {_shown(b.get(name))}")
+        return f"its {key} was {_shown(a)}, this run has {_shown(b)}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(_shown, value)) or "none"
+    text = "none" if value is None else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def output_complete(path: StrPath) -> bool:

@@ -14,10 +14,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from artconv.batch.jobs import BatchReport, Job, JobResult, check_collisions, check_extra_writes
+from artconv.batch.jobs import (
+    BatchReport,
+    Job,
+    JobResult,
+    check_collisions,
+    check_extra_writes,
+    describe,
+)
 from artconv.errors import ArtconvError
 from artconv.options import CoreOptions
-from artconv.outputs import check_writable, output_complete, sweep_temporaries
+from artconv.outputs import check_writable, output_complete, same_file, sweep_temporaries
 from artconv.presets import options_for
 from artconv.progress import Progress, ensure
 
@@ -53,8 +60,7 @@ def render(jobs: Sequence[Job], options: Mapping[str, CoreOptions | Mapping[str,
     swept = sweep_temporaries(j.output for j in jobs)
     results: dict[int, JobResult] = {}
     for i, job in enumerate(jobs):
-        # An output without its recipe (killed between the two writes) is unfinished.
-        if not overwrite and output_complete(job.output):
+        if not overwrite and finished_before(job):
             results[i] = JobResult(job, "skipped", "output exists")
     todo = [job for i, job in enumerate(jobs) if i not in results]
     for job in todo:  # an unwritable folder fails the batch now, not every job at its end
@@ -70,6 +76,43 @@ def render(jobs: Sequence[Job], options: Mapping[str, CoreOptions | Mapping[str,
         stats["temp_files_swept"] = stats.get("temp_files_swept", 0) + len(swept)
     return BatchReport([results[i] for i in sorted(results)], time.perf_counter() - start,
                        stats, interrupted)
+
+
+def finished_before(job: Job) -> bool:
+    """True when the job's output is there, finished, and its recipe says this job made it
+    (its engine, from its input): a re-run skips it. False when there is nothing to keep
+    (no output, a clip's work folder, or this job's own partial or interrupted output): the
+    job runs. Anything else at the output path (a file artconv did not make, or another
+    job's) is refused, naming the file, before any work."""
+    from artconv.io.recipe import read_any_recipe  # torch: not at `artconv batch --help`
+
+    path = Path(job.output)
+    if path.is_dir() or not (path.exists() or path.is_symlink()):
+        return False
+    try:
+        recipe = read_any_recipe(path)
+    except ArtconvError:
+        recipe = {}
+    if not recipe or recipe.get("unfinished"):  # "unfinished": read from a work folder
+        raise ArtconvError(f"{path}: exists and is not an artconv output (it carries no "
+                           f"recipe); {describe(job)} would overwrite it: move it, or give "
+                           "the job another output")
+    made_from = (recipe.get("inputs") or [None])[0]
+    if recipe.get("engine") != job.engine or not _names_input(made_from, job.input):
+        raise ArtconvError(f"{path}: was made by another job ({recipe.get('engine')} of "
+                           f"{made_from}), not {describe(job)}; give the job another output "
+                           "or use --overwrite")
+    # An output with its recipe is finished, unless it says it was cut short.
+    return output_complete(path) and not (recipe.get("partial") or recipe.get("interrupted"))
+
+
+def _names_input(recorded: Any, given: str) -> bool:
+    """A recipe's input names the job's: the same text or file, or (a recipe made from
+    another working folder records a relative path) the same file name."""
+    if not isinstance(recorded, str):
+        return False
+    return recorded == given or same_file(recorded, given) or \
+        Path(recorded).name == Path(given).name
 
 
 def _run(runner: Runner, jobs: Sequence[Job], todo: Sequence[Job],

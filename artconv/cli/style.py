@@ -122,8 +122,9 @@ def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,
     content = load_image(content_path, options.output_size)
     styles = [load_image(p, options.style_size) for p in inputs[1:]]
     ladder, init = options.ladder(), None
+    identity = resume_identity("style", options, inputs) if resume else None
     if resume:
-        options, init = _resume_point(options, output, ui)
+        options, init = _resume_point(options, output, ui, identity, content.shape[-2:])
     with Progress(quiet=ui.quiet or ui.json) as progress:
 
         def save(step: Any) -> None:
@@ -133,7 +134,7 @@ def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,
             if resume and step.step == step.steps:  # a finished scale, to resume from
                 longest = ladder[len(ladder) - step.stages + step.stage - 1]
                 spec.writer(st, step.image[0], _scale_path(output, longest), inputs=inputs,
-                            scale=longest)
+                            scale=longest, resume=identity)
 
         # The display goes in as `progress`, not as a callback: a display alone lets Adam
         # read its losses from the device every few steps instead of every step.
@@ -160,11 +161,24 @@ def _scale_path(output: Path, longest: int) -> Path:
     return output.with_name(f"{output.stem}_scale{longest}{output.suffix}")
 
 
-def _resume_point(options: Any, output: Path, ui: Ui) -> tuple[Any, Any]:
+def resume_identity(engine: str, options: Any, inputs: list[Path]) -> dict[str, Any]:
+    """What made a --resume run's scale files (kept in their recipes as "resume"): the
+    engine, its options as given and every input by its content."""
+    from artconv.outputs import input_record, options_by_content
+
+    return {"engine": engine, "options": options_by_content(options.to_dict()),
+            "inputs": [input_record(p) for p in inputs]}
+
+
+def _resume_point(options: Any, output: Path, ui: Ui, identity: dict[str, Any],
+                  content_hw: Any) -> tuple[Any, Any]:
     """(options for the scales still to run, the image to start from) after the last scale
-    an earlier --resume run wrote; the options as given and None when there is none. Adam's
-    moments are not saved: a resumed scale starts them afresh."""
-    from artconv.io.images import load_image
+    an earlier --resume run wrote; the options as given and None when there is none. A
+    scale file another run made (other inputs or options, or the wrong size) is refused.
+    Adam's moments are not saved: a resumed scale starts them afresh."""
+    from artconv.errors import ArtconvError
+    from artconv.io.images import fit_longest, load_image, read_recipe
+    from artconv.outputs import identity_difference
 
     ladder = options.ladder()
     done = [i for i, n in enumerate(ladder) if _scale_path(output, n).is_file()]
@@ -172,9 +186,20 @@ def _resume_point(options: Any, output: Path, ui: Ui) -> tuple[Any, Any]:
         return options, None
     last = done[-1]
     path = _scale_path(output, ladder[last])
+    try:
+        made_by = read_recipe(path).get("resume")
+    except ArtconvError:
+        made_by = None
+    why = identity_difference(made_by, identity) if isinstance(made_by, dict) else \
+        "it carries no record of the run that made it"
     image = load_image(path)
-    if max(image.shape[-2:]) != ladder[last]:
-        return options, None  # not this ladder's scale: start over
+    want = fit_longest(tuple(content_hw), ladder[last])
+    if why is None and tuple(image.shape[-2:]) != want:
+        why = (f"it is {image.shape[-1]}x{image.shape[-2]} px, this run's scale is "
+               f"{want[1]}x{want[0]}")
+    if why is not None:
+        raise ArtconvError(f"--resume {path}: not from this run ({why}); remove "
+                           f"{output.stem}_scale*{output.suffix} or choose another --output")
     ui.say(f"--resume: starting after {path.name} (scale {last + 1} of {len(ladder)})")
     rest = ladder[last + 1:] or ladder[-1:]
     steps = ([options.iterations_at(i) for i in range(last + 1, len(ladder))]

@@ -126,13 +126,23 @@ def _run(options: Any, engine_name: str, source: Any, output: Path, inputs: list
     from artconv.engine import Interrupted
     from artconv.io.images import load_image
     from artconv.progress import Progress
-    from artconv.video.clip import check_clip_writes, frames_done, run_clip, work_folder
+    from artconv.video.clip import (
+        check_clip_writes,
+        check_selection,
+        check_work_folder,
+        clip_identity,
+        frames_done,
+        run_clip,
+        work_folder,
+    )
     from artconv.video.io import probe
 
     output = Path(output)
     check_clip_output(output)
     check_clip_writes(output, inputs)  # before anything is decoded or loaded
     info = probe(source, video)
+    check_selection(info, video)
+    check_work_folder(output, clip_identity(engine_name, options, video, inputs))
     styles = [load_image(p, options.style_size) for p in style_paths]
     engine = registry.get(engine_name).engine(options)
     hw = (info.height, info.width)
@@ -197,11 +207,12 @@ def video_stats(
                  if k in ("start", "duration", "every", "fps")}
     made_with = VideoOptions.from_dict(selection, source=f"{output} recipe")
     started = time.perf_counter()
+    partial = bool(recipe.get("partial"))  # cut short: its frames are the input's first
     result = warping_error(read_frames(output), read_frames(input, made_with),
-                           estimator=FlowEstimator(flow))
+                           estimator=FlowEstimator(flow), partial=partial)
     figures = {"output": str(output), "input": input, "frames": result.frames,
                "warping_error": result.mean, "pairs": len(result.per_pair),
-               "losses": recipe.get("losses") or {},
+               "losses": recipe.get("losses") or {}, "partial": partial,
                "seconds": round(time.perf_counter() - started, 3)}
     if json_out:
         stdout.print_json(data=figures)
@@ -209,6 +220,9 @@ def video_stats(
     stdout.print(f"{output}: {result.frames} frames, warping error {result.mean:.3e} "
                  f"(mean over {len(result.per_pair)} pairs; RMS "
                  f"{255 * result.mean ** 0.5:.2f} of 255)", highlight=False)
+    if partial:
+        stdout.print(f"a partial output: its {result.frames} frames against the input's "
+                     f"first {result.frames}", highlight=False)
     if figures["losses"]:
         stdout.print("losses (mean per frame): " + ", ".join(
             f"{k} {v:.4g}" for k, v in figures["losses"].items()), highlight=False)

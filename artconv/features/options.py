@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from artconv.errors import ArtconvError
-from artconv.options import CoreOptions, opt
+from artconv.options import MAX_MEMORY_GIB, CoreOptions, opt
 
 
 @dataclass
@@ -31,7 +31,7 @@ class FeatureOptions(CoreOptions):
         "0 = auto from --max-memory.", min=0)
     max_memory: float = opt(
         2.0, "GiB one forward pass may use; larger images run as overlapping tiles that give "
-        "the whole-image result.", gt=0)
+        "the whole-image result.", gt=0, max=MAX_MEMORY_GIB)
     memmap: Literal["auto", "always", "never"] = opt(
         "auto", "Build a .npy output memory-mapped on disk: auto = when it would take more "
         "than half the available RAM.")

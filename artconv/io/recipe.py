@@ -14,14 +14,7 @@ import torch
 import artconv
 from artconv.errors import ArtconvError
 from artconv.io.files import IMAGE_EXTENSIONS, url_of
-
-# Where the clip driver (artconv.video.clip) keeps a clip's finished frames: OUT.mp4.frames/
-# beside the output (or the output itself when it is a folder of frames), each frame a PNG
-# carrying its recipe, with the record of what made them in clip.json. Named here, below
-# the driver, so `read_any_recipe` finds an unfinished clip's recipe without importing it.
-CLIP_WORK_SUFFIX = ".frames"
-CLIP_FRAME_NAME = "frame_{:06d}.png"
-CLIP_FOLDER_RECORD = "clip.json"
+from artconv.outputs import CLIP_FOLDER_RECORD, CLIP_FRAME_NAME, CLIP_WORK_SUFFIX
 
 
 def make_recipe(engine: str, options: Any, *, weights: str, inputs: Sequence[Any] = (),

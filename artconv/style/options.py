@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from artconv.errors import ArtconvError
-from artconv.options import CoreOptions, opt
+from artconv.options import MAX_MEMORY_GIB, CoreOptions, opt
 
 DEFAULT_SIZE = 512
 LADDER_STEP = math.sqrt(2)  # crowsonkb's ratio between scales
@@ -46,7 +46,8 @@ class StyleOptions(CoreOptions):
         min=8, max=16)
     max_memory: float | None = opt(
         None, "GiB a run may use (default: what the device has free): --tile auto sizes its "
-        "tiles to it, and a run that would not fit is refused before it starts.", gt=0)
+        "tiles to it, and a run that would not fit is refused before it starts.", gt=0,
+        max=MAX_MEMORY_GIB)
     lr: float | None = opt(None, "Step size; default 1 for L-BFGS, 0.02 for Adam (crowsonkb).",
                            gt=0)
     avg_decay: float = opt(

@@ -42,18 +42,38 @@ import torch
 
 from artconv.engine import Callback, Step, keep_going
 from artconv.errors import ArtconvError
+from artconv.io.files import atomic_write_bytes
 from artconv.io.images import fit_longest, load_image, read_recipe, resize_to
-from artconv.io.recipe import CLIP_FOLDER_RECORD, CLIP_FRAME_NAME, CLIP_WORK_SUFFIX
 from artconv.io.writers import write_picture
-from artconv.outputs import check_write_paths
+from artconv.outputs import (
+    CLIP_FOLDER_RECORD,
+    CLIP_FRAME_NAME,
+    WORK_FOLDER,
+    check_write_paths,
+    clip_work_folder,
+    file_key,
+    identity_difference,
+    input_record,
+    is_frames_output,
+    options_by_content,
+    sidecar,
+)
 from artconv.video import flow as flowlib
-from artconv.video.io import AudioSource, encode, is_frames_output, probe, read_frames
+from artconv.video.io import (
+    AudioSource,
+    ClipInfo,
+    encode,
+    frame_files,
+    is_frames,
+    probe,
+    read_frames,
+)
 from artconv.video.options import VideoOptions
 from artconv.video.temporal import TemporalPrior, pixel_weight
 
 FrameLike = np.ndarray | torch.Tensor
-# The work folder's layout is named in artconv.io.recipe, so `artconv recipe OUT.mp4` reads
-# an unfinished clip's recipe from it.
+# The work folder's layout is named in artconv.outputs, so the path checks and `artconv
+# recipe OUT.mp4` know it.
 FRAME_NAME = CLIP_FRAME_NAME
 RECIPE_NAME = CLIP_FOLDER_RECORD
 
@@ -311,13 +331,7 @@ def temporal_frames(engine: Any, frames: Iterable[FrameLike], *,
 
 
 # -- the work folder and the clip --------------------------------------------------------------
-def work_folder(output: str | Path) -> Path:
-    """Where a clip's finished frames go: the output itself when it is a folder, else
-    OUT.frames/ beside it."""
-    output = Path(output)
-    if is_frames_output(output):
-        return output
-    return output.with_name(output.name + CLIP_WORK_SUFFIX)
+work_folder = clip_work_folder
 
 
 def frame_path(folder: Path, index: int) -> Path:
@@ -345,43 +359,83 @@ class ClipResult:
 
 
 def check_clip_writes(output: str | Path, inputs: Sequence[str | Path]) -> None:
-    """The output clip, its recipe and the work folder's first frame, before any work."""
+    """The output clip, its recipe and the work folder's first frame, before any work; and a
+    work folder that would hold input frames (`dream frames/ -o frames/` would take its own
+    outputs for frames on the next run) is refused."""
     output = Path(output)
     folder = work_folder(output)
-    writes: list[tuple[str, Path | None]] = [("work folder", frame_path(folder, 1))]
+    writes: list[tuple[str, Path | None]] = [(WORK_FOLDER, frame_path(folder, 1))]
     if not is_frames_output(output):
-        from artconv.outputs import sidecar
-
         writes += [("output", output), ("output recipe", sidecar(output))]
-    check_write_paths(writes, [Path(i) for i in inputs if isinstance(i, str | Path)])
+    paths = [Path(i) for i in inputs if isinstance(i, str | Path)]
+    check_write_paths(writes, paths)
+    own = file_key(folder)
+    for source in paths:
+        if not is_frames(source):
+            continue
+        for parent in {f.parent.resolve() for f in frame_files(source)}:
+            if own in map(file_key, (parent, *parent.parents)):
+                raise ArtconvError(f"output {output}: its work folder {folder} holds the "
+                                   f"input frames of {source}; choose an output outside it")
 
 
-def _identity(engine: Any, video: VideoOptions, inputs: Sequence[Any]) -> dict[str, Any]:
-    """What must match for frames of a work folder to be continued."""
+def check_selection(info: ClipInfo, video: VideoOptions) -> int | None:
+    """The frames `video` selects of the input (None: the clip does not say); none at all
+    is refused before any work."""
+    total = info.selected(video)
+    if total == 0:
+        span = f"--start {video.start:g} s" + (f" --duration {video.duration:g} s"
+                                              if video.duration is not None else "")
+        raise ArtconvError(f"{info.path}: {span} selects no frame of its {info.frames} "
+                           f"frames ({info.frames / float(info.fps):g} s at "
+                           f"{float(info.fps):g} fps)")
+    return total
+
+
+def _input(item: Any) -> dict[str, Any]:
+    if isinstance(item, str | Path) and not Path(item).is_file() and is_frames(item):
+        return input_record(item, frame_files(item))
+    return input_record(str(item))
+
+
+def clip_identity(engine: str, options: Any, video: VideoOptions, inputs: Sequence[Any]
+                  ) -> dict[str, Any]:
+    """What must match for frames of a work folder to be continued: the engine, its
+    options, the clip options that shape the frames, and every input by its content."""
     record = video.to_dict()
-    record.pop("crf")
-    return {"engine": engine.name, "options": engine.options.to_dict(), "video": record,
-            "inputs": [str(i) for i in inputs]}
+    record.pop("crf")  # the encoding only
+    if not video.segment_frames:
+        record.pop("segment_overlap")
+    return {"engine": engine, "options": options_by_content(options.to_dict()),
+            "video": record, "inputs": [_input(i) for i in inputs]}
 
 
-def _check_folder(folder: Path, identity: dict[str, Any]) -> None:
-    from artconv.io.files import atomic_write_bytes
+def check_work_folder(output: str | Path, identity: dict[str, Any]) -> None:
+    """Refuse, before any work (the CLI: before the network loads), continuing a work
+    folder another run made; writes nothing."""
+    _check_folder(work_folder(output), identity, record=False)
 
+
+def _check_folder(folder: Path, identity: dict[str, Any], *, record: bool = True) -> None:
+    """Refuse a work folder whose frames (or segments) another run made; record this run's
+    identity in a new one (unless `record` is False)."""
     path = folder / RECIPE_NAME
-    text = json.dumps(identity, sort_keys=True, default=str)
     if path.is_file():
         try:
-            before = json.dumps(json.loads(path.read_text()), sort_keys=True, default=str)
+            before = json.loads(path.read_text())
         except (OSError, ValueError):
             before = None
-        if before != text:
+        why = identity_difference(before, identity) if isinstance(before, dict) \
+            else f"its {RECIPE_NAME} cannot be read"
+        if why is not None:
             raise ArtconvError(f"{folder}: holds frames made with other options or inputs "
-                               "(see its clip.json); remove it or choose another output")
-    elif any(folder.glob("frame_*.png")):
-        raise ArtconvError(f"{folder}: holds frames but no clip.json; remove it or choose "
-                           "another output")
-    else:
-        atomic_write_bytes(path, text.encode())
+                               f"({why}); remove it or choose another output")
+    elif any(folder.glob("frame_*.png")) or any(folder.glob("segment_*")):
+        raise ArtconvError(f"{folder}: holds frames but no {RECIPE_NAME}; remove it or "
+                           "choose another output")
+    elif record:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(identity, sort_keys=True, default=str).encode())
 
 
 def run_clip(engine: Any, source: str | Path, output: str | Path, *,
@@ -399,6 +453,18 @@ def run_clip(engine: Any, source: str | Path, output: str | Path, *,
     (`artconv.video.segments`); `span` = (first, last or None = to the end), 1-based over
     the selected frames, runs that one segment into its own folder and encodes nothing."""
     video = video or VideoOptions()
+    output = Path(output)
+    inputs = list(inputs) or [source]
+    if partial and span is None and video.segment_frames:
+        raise ArtconvError("--partial: not with --segment-frames (the segments are joined "
+                           "once all are finished; run again to finish them)")
+    # One identity for the clip's work folder, whole or in segments: a re-run with other
+    # inputs, options or segments is refused before any frame is written.
+    identity = clip_identity(engine.name, engine.options, video, inputs)
+    check_clip_writes(output, inputs)
+    info = probe(source, video)
+    total = check_selection(info, video)
+    _check_folder(work_folder(output), identity)
     if span is None and video.segment_frames:
         from artconv.video.segments import run_segmented
 
@@ -406,25 +472,17 @@ def run_clip(engine: Any, source: str | Path, output: str | Path, *,
                              inputs=inputs, callback=callback, display=display,
                              on_frame=on_frame, partial=partial)
     started = time.perf_counter()
-    output, source = Path(output), Path(source) if not isinstance(source, Path) else source
-    inputs = list(inputs) or [source]
-    check_clip_writes(output, inputs)
-    info = probe(source, video)
     folder = work_folder(output)
-    identity = _identity(engine, video, inputs)
     first = 1
     if span is not None:
         from artconv.video.segments import segment_folder
 
         folder, first = segment_folder(output, span), span[0]
-        identity["segment"] = list(span)
-    folder.mkdir(parents=True, exist_ok=True)
-    _check_folder(folder, identity)
+        _check_folder(folder, {**identity, "segment": list(span)})
     done = frames_done(folder)
     loop = TemporalLoop(engine, video, styles=styles, callback=callback, display=display)
     previous = {k: load_image(frame_path(folder, k))[None]
                 for k in range(max(1, done - loop.lookback + 1), done + 1)}
-    total = info.selected(video)
     # Decoded at the size the engine works at, so a huge frame never exists at full size.
     frames: Iterable[FrameLike] = read_frames(
         source, video, size=max(loop.frames.size((info.height, info.width))))
@@ -507,5 +565,6 @@ def encode_partial(engine: Any, source: str | Path, output: str | Path,
                    list(inputs) or [source], partial=True)
 
 
-__all__ = ["ClipResult", "FrameTimes", "TemporalLoop", "check_clip_writes", "encode_partial",
+__all__ = ["ClipResult", "FrameTimes", "TemporalLoop", "check_clip_writes", "check_selection",
+           "check_work_folder", "clip_identity", "encode_partial",
            "frame_path", "frames_done", "run_clip", "temporal_frames", "work_folder"]

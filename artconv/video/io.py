@@ -22,6 +22,7 @@ import numpy as np
 
 from artconv.errors import ArtconvError
 from artconv.io.files import IMAGE_EXTENSIONS, atomic_output, list_images, url_of
+from artconv.outputs import is_frames_output  # noqa: F401 - its old home
 from artconv.video.options import VideoOptions
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg",
@@ -51,13 +52,6 @@ def is_frames(text: str | os.PathLike[str]) -> bool:
 
 def is_video_input(text: str | os.PathLike[str]) -> bool:
     return is_clip(text) or is_frames(text)
-
-
-def is_frames_output(path: str | os.PathLike[str]) -> bool:
-    """An output named as a folder of PNG frames: a trailing slash, an existing folder, or
-    no suffix at all."""
-    text = os.fspath(path)
-    return text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,12 @@ from artconv.options import Options, opt
 
 # Ruder et al. (artistic-videos): content 5, temporal 1e3, both on 0..255 caffe pixels.
 RUDER_TEMPORAL_PER_CONTENT = 200.0
+# A million hours: far beyond any clip, and small enough that a seek target in the finest
+# time base a container uses (1 ns) still fits the 64 bits FFmpeg takes.
+MAX_SECONDS = 3.6e9
+# The slowest frames-folder rate the driver can keep as a fraction with denominator <= 1001
+# (smaller ones round to 0 frames a second).
+MIN_FPS = 0.001
 
 
 @dataclass
@@ -44,13 +50,14 @@ class VideoOptions(Options):
         0.6, "A frame where more than this fraction of the pixels cannot be found in the "
         "previous frame starts a new scene (no warped start, no temporal loss).",
         min=0, max=1)
-    start: float = opt(0.0, "Start this many seconds into the clip.", min=0)
+    start: float = opt(0.0, "Start this many seconds into the clip.", min=0,
+                       max=MAX_SECONDS)
     duration: float | None = opt(None, "Work on this many seconds only (default: to the "
-                                 "end).", gt=0)
+                                 "end).", gt=0, max=MAX_SECONDS)
     every: int = opt(1, "Take every N-th frame (the output's rate is divided by N, so it "
                      "lasts as long).", min=1)
     fps: float | None = opt(None, "Frame rate of a frames folder or glob given as input "
-                            "(default 25; a clip keeps its own).", gt=0, max=1000)
+                            "(default 25; a clip keeps its own).", min=MIN_FPS, max=1000)
     crf: int = opt(18, "H.264 quality of the output clip: 0 = lossless ... 51 = worst "
                    "(18 looks lossless).", min=0, max=51)
     segment_frames: int | None = opt(

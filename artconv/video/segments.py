@@ -36,6 +36,7 @@ from artconv.engine import Callback, Step
 from artconv.errors import ArtconvError
 from artconv.io.files import atomic_write_bytes
 from artconv.io.images import load_image, read_recipe, save_image
+from artconv.outputs import identity_difference
 from artconv.video.clip import (
     RECIPE_NAME,
     ClipResult,
@@ -106,9 +107,6 @@ def run_segmented(engine: Any, source: str | Path, output: str | Path, *,
                   partial: bool = False) -> ClipResult:
     """Every segment of the clip in turn (those finished before are skipped), then
     `assemble`: what a Ray batch does with one task a segment, in this process."""
-    if partial:
-        raise ArtconvError("--partial: not with --segment-frames (the segments are joined "
-                           "once all are finished; run again to finish them)")
     started = time.perf_counter()
     output = Path(output)
     times = FrameTimes()
@@ -143,6 +141,27 @@ def _pieces(output: Path, video: VideoOptions, source: str | Path
     return pieces
 
 
+def _check_pieces(folder: Path, pieces: Sequence[tuple[int, int, Path]]) -> None:
+    """Every segment was made by the run the clip's work folder records (`run_clip` checks
+    each before it runs; this holds for segments made elsewhere, such as Ray workers)."""
+    try:
+        whole = json.loads((folder / RECIPE_NAME).read_text())
+    except (OSError, ValueError):
+        raise ArtconvError(f"{folder}: holds segments but no readable {RECIPE_NAME}; remove "
+                           "it and run again") from None
+    for _, _, piece in pieces:
+        try:
+            identity = json.loads((piece / RECIPE_NAME).read_text())
+            identity.pop("segment", None)
+        except (OSError, ValueError, AttributeError):
+            identity = None
+        why = identity_difference(whole, identity) if isinstance(identity, dict) \
+            else f"no readable {RECIPE_NAME}"
+        if why is not None:
+            raise ArtconvError(f"{piece}: a segment of another run ({why}); remove it and "
+                               "run again")
+
+
 def blended(pieces: Sequence[tuple[int, int, Path]]
             ) -> Iterator[tuple[int, list[tuple[float, Path]]]]:
     """(frame, [(weight, segment frame file)]) for every frame of the clip, once, in order:
@@ -175,6 +194,7 @@ def assemble(source: str | Path, output: str | Path, video: VideoOptions,
     check_clip_writes(output, [i for i in inputs if isinstance(i, str | Path)])
     folder = work_folder(output)
     pieces = _pieces(output, video, source)
+    _check_pieces(folder, pieces)
     count = 0
     losses: dict[str, float] = {}
     base: dict[str, Any] = {}
@@ -188,12 +208,6 @@ def assemble(source: str | Path, output: str | Path, video: VideoOptions,
         save_image(image.clamp(0, 1), frame_path(folder, g), recipe=recipe,
                    depth=int((recipe.get("options") or {}).get("bit_depth", 8)))
         count = g
-    record = pieces[0][2] / RECIPE_NAME  # the whole clip's identity, as run_clip keeps it
-    if record.is_file():
-        identity = json.loads(record.read_text())
-        identity.pop("segment", None)
-        atomic_write_bytes(folder / RECIPE_NAME, json.dumps(identity, sort_keys=True,
-                                                            default=str).encode())
     if is_frames_output(output) or not count:
         return count
     info = probe(source, video)

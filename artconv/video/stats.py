@@ -7,6 +7,7 @@ the frames. Pixels in [0, 1], so 1e-3 is an RMS difference of about 8 of 255.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -35,17 +36,28 @@ def _as_array(frame: np.ndarray | torch.Tensor) -> np.ndarray:
 def warping_error(outputs: Iterable[np.ndarray | torch.Tensor],
                   inputs: Iterable[np.ndarray | torch.Tensor], *,
                   estimator: flowlib.FlowEstimator | None = None,
-                  skip_cuts: float = 0.6) -> WarpingError:
+                  skip_cuts: float = 0.6, partial: bool = False) -> WarpingError:
     """E_warp of `outputs` against the flow of `inputs` (frames as (H, W, 3) uint8 arrays or
     (3, H, W) tensors; the inputs are resized to the outputs' size). Pairs where more than
-    `skip_cuts` of the pixels are not found again (scene cuts) are left out."""
+    `skip_cuts` of the pixels are not found again (scene cuts) are left out.
+
+    The outputs must be one for each input, else the frames do not correspond and the
+    figure would mean nothing (refused); with `partial` (an output cut short) there may be
+    fewer, compared with the first inputs."""
     import cv2
 
     estimator = estimator or flowlib.FlowEstimator()
     errors: list[float] = []
     prev_in = prev_out = None
     count = 0
-    for out, inp in zip(outputs, inputs, strict=False):
+    for out, inp in itertools.zip_longest(outputs, inputs, fillvalue=None):
+        if out is None and partial:
+            break
+        if out is None or inp is None:
+            more, fewer = ("output", "input") if inp is None else ("input", "output")
+            raise ArtconvError(f"the frames do not correspond: the {fewer} has {count} "
+                               f"frames, the {more} more (give the input the output was "
+                               "made from)")
         out, inp = _as_array(out), _as_array(inp)
         count += 1
         if inp.shape[:2] != out.shape[:2]:

@@ -154,15 +154,22 @@ def test_a_users_file_named_like_an_output_is_still_protected(photos):
 
 
 # -- item 3: an output without its recipe is unfinished ---------------------------------------
-def test_output_without_its_recipe_is_redone(tmp_path, photos, backbone_file):
+def test_output_without_its_recipe_is_refused_and_overwrite_redoes_it(tmp_path, photos,
+                                                                     backbone_file):
+    # The writers put the sidecar first, so an output without one is not artconv's (issue
+    # 25.3): refused, naming the file, not overwritten; --overwrite redoes it.
     from artconv.deepdream.engine import DreamOptions
 
     opts = DreamOptions(backbone=f"{backbone_file}:build", layers=("r3",), steps=1, octaves=1)
     jobs = batch.plan("dream", photos, out_dir=tmp_path / "out", template="{content}.jpg")
     assert batch.render(jobs, {"dream": opts}).count("done") == 2
-    (tmp_path / "out" / "a.jpg.json").unlink()  # as if killed between image and recipe
-    again = batch.render(jobs, {"dream": opts})
-    assert [r.status for r in again.results] == ["done", "skipped"]
+    (tmp_path / "out" / "a.jpg.json").unlink()
+    before = (tmp_path / "out" / "a.jpg").read_bytes()
+    with pytest.raises(ArtconvError, match=r"a\.jpg: exists and is not an artconv output"):
+        batch.render(jobs, {"dream": opts})
+    assert (tmp_path / "out" / "a.jpg").read_bytes() == before
+    again = batch.render(jobs, {"dream": opts}, overwrite=True)
+    assert [r.status for r in again.results] == ["done", "done"]
     assert (tmp_path / "out" / "a.jpg.json").is_file()
 
 
@@ -285,3 +292,71 @@ def test_a_job_output_over_a_guide_image_is_refused(tmp_path, backbone_file, cap
                             "--layers", "r3", "--quiet"], capsys)
     assert code == 2 and "a_dream.png" in err
     assert guide.read_bytes() == before
+
+
+# -- round 3 (issues 25.3, 20.7): outputs artconv did not make, work folders -----------------
+def test_a_manifest_output_artconv_did_not_make_is_refused_not_skipped(tmp_path, photos,
+                                                                       backbone_file, capsys):
+    notes = tmp_path / "notes.png"
+    make_image(notes, (20, 20), seed=9)  # the user's own picture: no recipe inside
+    before = notes.read_bytes()
+    options = {"backbone": f"{backbone_file}:build", "layers": ["r3"], "steps": 1,
+               "octaves": 1}
+    manifest = tmp_path / "jobs.jsonl"
+    manifest.write_text(json.dumps({"engine": "dream", "input": "photos/a.png",
+                                    "output": "notes.png", "options": options}) + "\n")
+    code, _, err = run_cli(["batch", "run", str(manifest), "-q"], capsys)
+    assert code == 2 and "notes.png: exists and is not an artconv output" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert notes.read_bytes() == before
+
+    # an output of another job (here: of the other photo) is no more this job's
+    made = tmp_path / "made.png"
+    other = batch.Job("dream", str(photos / "b.png"), str(made), options=options)
+    assert batch.render([other]).count("done") == 1
+    manifest.write_text(json.dumps({"engine": "dream", "input": "photos/a.png",
+                                    "output": "made.png", "options": options}) + "\n")
+    code, _, err = run_cli(["batch", "run", str(manifest), "-q"], capsys)
+    assert code == 2 and "made.png: was made by another job (dream of" in err, err
+
+    # this job's own finished output is skipped, as before
+    manifest.write_text(json.dumps({"engine": "dream", "input": "photos/b.png",
+                                    "output": "made.png", "options": options}) + "\n")
+    code, out, err = run_cli(["batch", "run", str(manifest), "--json"], capsys)
+    assert code == 0 and json.loads(out)["skipped"] == 1, err
+
+
+def test_nothing_is_written_into_a_clip_work_folder(tmp_path, backbone_file, capsys):
+    from tests.video.clips import frames, write_clip
+
+    write_clip(tmp_path / "walk.mp4", frames(2, (32, 40)), fps=8, audio=False)
+    make_image(tmp_path / "a.png", (40, 32))
+    net = {"backbone": f"{backbone_file}:build", "layers": ["r3"], "steps": 1, "octaves": 1}
+    clip_job = {"engine": "dream", "input": "walk.mp4", "output": "walk_dream.mp4",
+                "options": net}
+    manifest = tmp_path / "jobs.jsonl"
+    # a work folder this batch will make: the report and another job's output stay out
+    manifest.write_text(json.dumps(clip_job) + "\n")
+    code, _, err = run_cli(["batch", "run", str(manifest), "-q", "--report",
+                            str(tmp_path / "walk_dream.mp4.frames" / "clip.json")], capsys)
+    assert code == 2 and "--report" in err and "is inside the work folder" in err, err
+    still = {"engine": "dream", "input": "a.png", "options": net,
+             "output": "walk_dream.mp4.frames/frame_000001.png"}
+    manifest.write_text(json.dumps(clip_job) + "\n" + json.dumps(still) + "\n")
+    code, _, err = run_cli(["batch", "run", str(manifest), "-q"], capsys)
+    assert code == 2 and "is inside the work folder" in err, err
+    assert not (tmp_path / "walk_dream.mp4.frames").exists()
+
+    # an existing work folder (it holds clip.json): the same
+    manifest.write_text(json.dumps(clip_job) + "\n")
+    code, _, err = run_cli(["batch", "run", str(manifest), "-q"], capsys)
+    assert code == 0, err
+    kept = _snapshot(tmp_path / "walk_dream.mp4.frames")
+    for at in ["clip.json", "frame_000001.png"]:
+        code, _, err = run_cli(["batch", "run", str(manifest), "-q", "--report",
+                                str(tmp_path / "walk_dream.mp4.frames" / at)], capsys)
+        assert code == 2 and "is inside the work folder" in err, err
+    manifest.write_text(json.dumps(still) + "\n")
+    code, _, err = run_cli(["batch", "run", str(manifest), "-q"], capsys)
+    assert code == 2 and "is inside the work folder" in err, err
+    assert _snapshot(tmp_path / "walk_dream.mp4.frames") == kept

@@ -4,6 +4,8 @@ finished scale, 16-bit PNG and TIFF output."""
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,43 @@ def test_resume_starts_after_the_last_finished_scale(files, tmp_path, capsys):
     assert "--resume: starting after r_scale45.png (scale 2 of 3)" in stdout + stderr
     assert read_recipe(out)["options"]["scales"] == [60]
     assert (tmp_path / "r_scale60.png").is_file()
+
+
+def test_resume_refuses_scales_of_another_photo_or_weight_and_of_the_wrong_aspect(
+        files, tmp_path, capsys):
+    # issue 20.4: the scale files record what made them; a run that differs is refused
+    out = tmp_path / "r.png"
+    resume = ["-s", "48", "--scales", "32,48", "--resume", "-o", str(out)]
+    code, _, err = run_cli(args(files, *resume), capsys)
+    assert code == 0, err
+    (tmp_path / "r_scale48.png").unlink()
+    out.unlink()
+    kept = {p.name: p.read_bytes() for p in tmp_path.glob("r*.png")}
+    other = make_image(tmp_path / "other.png", (60, 44), seed=7)
+    for changed, said in [({"content": other}, "input .*other.png is not the file it was "
+                                                "made from"),
+                          ({}, "it was made with --style-weight")]:
+        extra = [] if changed else ["--style-weight", "7"]
+        code, _, err = run_cli(args({**files, **changed}, *resume, *extra), capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert re.search(rf"--resume .*r_scale32.png: not from this run \({said}", err), err
+        assert {p.name: p.read_bytes() for p in tmp_path.glob("r*.png")} == kept
+
+    # the same photo by another path is the same input
+    code, _, err = run_cli(args({**files, "content": Path(os.path.relpath(files["content"]))},
+                                *resume), capsys)
+    assert code == 0 and "starting after r_scale32.png" in err
+
+    # a last scale of the wrong aspect (its recipe copied over, as a foreign file may be)
+    recipe = read_recipe(tmp_path / "r_scale32.png")
+    save_image(torch.rand(3, 13, 32), tmp_path / "r_scale32.png", recipe=recipe)
+    (tmp_path / "r_scale48.png").unlink()
+    code, _, err = run_cli(args(files, *resume), capsys)
+    assert code == 2 and "it is 32x13 px, this run's scale is 32x23" in err, err
+
+
+def test_a_huge_memory_budget_is_a_one_line_refusal(files, capsys):
+    # issue 20.11: 1e308 GiB overflowed the tile planner
+    code, _, err = run_cli(args(files, "--tile", "auto", "--max-memory", "1e308"), capsys)
+    assert code == 2 and "--max-memory 1e+308: must be at most" in err
+    assert len(err.strip().splitlines()) == 1
