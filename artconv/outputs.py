@@ -14,6 +14,7 @@ This module knows paths only; it imports nothing of torch or the engines.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -82,6 +83,28 @@ def check_writable(path: StrPath, label: str = "output") -> None:
         raise ArtconvError(f"{label} {path}: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ArtconvError(f"{label} {path}: folder {folder} is not writable")
+
+
+def check_folder(path: StrPath, label: str) -> None:
+    """`path` is a folder that can be written, or one that can be made: refused in one line
+    saying which of these fails. Tried with a real file (root passes `os.access` where
+    writes still fail, as in /proc); nothing is left behind."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ArtconvError(f"{label} {path}: is a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folder will be made below the nearest existing one
+    if not existing.is_dir():
+        raise ArtconvError(f"{label} {path}: cannot be made ({existing} is a file)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        if existing == path:
+            raise ArtconvError(f"{label} {path}: cannot be written ({exc.strerror})") from None
+        raise ArtconvError(f"{label} {path}: cannot be made in {existing} ({exc.strerror})") \
+            from None
 
 
 def output_complete(path: StrPath) -> bool:
