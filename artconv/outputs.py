@@ -243,6 +243,28 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def check_folder(path: StrPath, label: str) -> None:
+    """`path` is a folder that can be written, or one that can be made: refused in one line
+    saying which of these fails. Tried with a real file (root passes `os.access` where
+    writes still fail, as in /proc); nothing is left behind."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ArtconvError(f"{label} {path}: is a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folder will be made below the nearest existing one
+    if not existing.is_dir():
+        raise ArtconvError(f"{label} {path}: cannot be made ({existing} is a file)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        if existing == path:
+            raise ArtconvError(f"{label} {path}: cannot be written ({exc.strerror})") from None
+        raise ArtconvError(f"{label} {path}: cannot be made in {existing} ({exc.strerror})") \
+            from None
+
+
 def output_complete(path: StrPath) -> bool:
     """An output counts as finished only when it and its recipe are both there: a PNG
     carries its recipe inside (written in one rename), every other format needs its

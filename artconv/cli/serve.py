@@ -5,12 +5,14 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import socket
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 from artconv.cli.common import console
 from artconv.errors import ArtconvError
+from artconv.outputs import check_folder
 
 
 def is_loopback(host: str) -> bool:
@@ -32,7 +34,10 @@ def serve(
         None, "--token", help="Require this token on every request (the page included)."),
     weights: Optional[str] = typer.Option(  # noqa: UP045
         None, "--weights", help="Network weights for every job (imagenet, caffe, random or "
-        "a file); the page cannot name files."),
+        "a file); the page cannot change them."),
+    arch: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--arch", help="VGG architecture for every job (vgg16 or vgg19); the page "
+        "cannot change it."),
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.1,
                                         help="Largest upload accepted, in MB."),
     engine: str = typer.Option("local", "--engine", help="Where the queue runs: local (this "
@@ -74,9 +79,19 @@ def serve(
     if workers > 1 and engine != "ray":
         raise ArtconvError(f"--workers {workers}: needs --engine ray (here jobs run one at a "
                            "time on this machine's device)")
-    defaults = {name: {"weights": weights} for name in registry.ENGINES} if weights else {}
-    studio = Studio(out_dir, defaults=defaults, max_upload=int(max_upload_mb * 1024 * 1024),
-                    workers=workers)
+    # The server's network: the page never changes it (no downloads a page could start).
+    network = {k: v for k, v in (("weights", weights), ("arch", arch)) if v is not None}
+    defaults = {name: network for name in registry.ENGINES} if network else {}
+    # Everything that can be checked without writing is checked before the port is bound,
+    # and nothing is made in the folder until the port is ours.
+    check_folder(Path(out_dir).expanduser(), "--out-dir")
+    sock = _listen(host, port)
+    try:
+        studio = Studio(out_dir, defaults=defaults,
+                        max_upload=int(max_upload_mb * 1024 * 1024), workers=workers)
+    except BaseException:
+        sock.close()
+        raise
     if engine == "ray":  # joined now: a wrong address or flag is an error before serving
         from artconv.web.runner import StudioRayRunner
 
@@ -86,18 +101,9 @@ def serve(
         try:
             studio.runner.connect()
         except BaseException:
+            sock.close()
             studio.close()  # ends Ray if joining started it and a check then failed
             raise
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        studio.close()
-        raise ArtconvError(f"--host {host} --port {port}: cannot listen ({exc.strerror})") \
-            from None
     port = sock.getsockname()[1]
     # Requests must name the host served (DNS rebinding); any name on a wildcard address.
     hosts = list(LOOPBACK_NAMES) if loopback else (
@@ -107,6 +113,9 @@ def serve(
     address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     console.print(f"artconv studio: {address}", highlight=False, soft_wrap=True)
     console.print(f"folder: {studio.folder}", highlight=False, soft_wrap=True)
+    if studio.resumed:
+        console.print(f"resumed {studio.resumed} queued job{'s' if studio.resumed > 1 else ''} "
+                      "the last server on this folder left", highlight=False)
     if engine == "ray":
         console.print(f"jobs run on Ray ({workers} worker{'s' if workers > 1 else ''}, "
                       "networks kept loaded)", highlight=False)
@@ -118,6 +127,19 @@ def serve(
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
                                            timeout_graceful_shutdown=3))
     server.run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ArtconvError(f"--host {host} --port {port}: cannot listen ({exc.strerror})") \
+            from None
+    return sock
 
 
 def register(app: typer.Typer) -> None:

@@ -34,6 +34,7 @@ from artconv import __version__, registry
 from artconv.errors import ArtconvError
 from artconv.web.studio import (
     FINISHED,
+    SERVER_FIELDS,
     SWEEP_FIELDS,
     SWEEP_VALUES,
     Studio,
@@ -45,6 +46,10 @@ COOKIE = "artconv_token"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_REQUEST_BYTES = 1024 * 1024  # any request but an upload: a form is a few KB
 STATIC = Path(str(resources.files("artconv.web") / "static"))
+
+
+class RequestTooLarge(Exception):
+    """A body over MAX_REQUEST_BYTES, found while reading it."""
 
 
 def create_app(studio: Studio, *, token: str | None = None,
@@ -81,9 +86,7 @@ def create_app(studio: Studio, *, token: str | None = None,
         if request.url.path != "/api/uploads" and declared.isdigit() and \
                 int(declared) > MAX_REQUEST_BYTES:
             return PlainTextResponse("request too large", status_code=413)
-        origin = request.headers.get("origin")
-        if request.method not in ("GET", "HEAD") and origin and \
-                _host_name(urlsplit(origin).netloc) != host:
+        if request.method not in ("GET", "HEAD") and not _same_origin(request):
             return PlainTextResponse("cross-site request refused", status_code=403)
         response = await call_next(request)
         if token is not None and request.query_params.get("token"):
@@ -93,6 +96,10 @@ def create_app(studio: Studio, *, token: str | None = None,
     @app.exception_handler(ArtconvError)
     async def _artconv_error(_request: Request, exc: ArtconvError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestTooLarge)
+    async def _too_large(_request: Request, _exc: RequestTooLarge) -> PlainTextResponse:
+        return PlainTextResponse("request too large", status_code=413)
 
     @app.exception_handler(FileNotFoundError)
     async def _missing(_request: Request, _exc: FileNotFoundError) -> JSONResponse:
@@ -114,7 +121,11 @@ def create_app(studio: Studio, *, token: str | None = None,
         return {"version": __version__, "engines": engines, "presets": preset_list(),
                 "sweep": {"fields": list(SWEEP_FIELDS), "min": SWEEP_VALUES[0],
                           "max": SWEEP_VALUES[1]},
-                "max_upload": studio.max_upload, "folder": str(studio.folder)}
+                "max_upload": studio.max_upload, "folder": str(studio.folder),
+                "network": {name: {**{f: getattr(opts, f) for f in SERVER_FIELDS},
+                                   "backbone": opts.backbone and Path(
+                                       opts.backbone.split(":")[0]).name}
+                            for name, opts in studio.defaults.items()}}
 
     @app.post("/api/uploads")
     async def upload(request: Request) -> dict[str, Any]:
@@ -222,6 +233,28 @@ def _host_name(netloc: str) -> str:
     return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
 
 
+def _same_origin(request: Request) -> bool:
+    """Whether a write comes from the studio's own page (or from no page at all: a script).
+    The origin is scheme, host and port: another port of this machine is another site,
+    whose page must not write here (the token cookie is sent to every port)."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    given = urlsplit(origin)
+    try:
+        theirs = (given.hostname, given.port or _PORTS.get(given.scheme))
+        ours = urlsplit(f"{request.url.scheme}://{request.headers.get('host', '')}")
+        return theirs == (ours.hostname, ours.port or _PORTS.get(request.url.scheme)) and \
+            given.scheme == request.url.scheme and theirs[0] is not None
+    except ValueError:  # a port that is no number
+        return False
+
+
+_PORTS = {"http": 80, "https": 443}
+
+
 def _bearer(value: str) -> str | None:
     kind, _, given = value.partition(" ")
     return given.strip() if kind.lower() == "bearer" and given.strip() else None
@@ -233,8 +266,13 @@ def _too_big(limit: int) -> JSONResponse:
 
 
 async def _json(request: Request) -> dict[str, Any]:
+    data = bytearray()
+    async for chunk in request.stream():  # capped as read: a chunked body declares no size
+        data += chunk
+        if len(data) > MAX_REQUEST_BYTES:
+            raise RequestTooLarge
     try:
-        body = await request.json()
+        body = json.loads(data)
     except ValueError:
         raise ArtconvError("request: expected a JSON object") from None
     if not isinstance(body, dict):

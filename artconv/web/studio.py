@@ -27,6 +27,7 @@ import secrets
 import threading
 import time
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from artconv.batch.jobs import Job
 from artconv.errors import ArtconvError
 from artconv.io.files import atomic_write_bytes, url_cache_path, url_of
 from artconv.options import CoreOptions, base_type, literal_choices
+from artconv.outputs import check_folder
 from artconv.presets import Preset, find_preset, is_preset_name, list_presets, options_for
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -63,7 +65,11 @@ BLOCKED = frozenset({"backbone", "masks", "style_masks", "masks_rest", "guide", 
                      "objective", "frames", "gif", "zoom", "rotate", "similar_to",
                      "pca_shared", "memmap", "device"})
 # Options that take a file path as one of their forms: only the named forms from a browser.
-NAMED_ONLY = {"weights": ("imagenet", "caffe", "random"), "init": ("content", "noise")}
+NAMED_ONLY = {"init": ("content", "noise")}
+# The server's network (`artconv serve --weights/--arch`): a page must not switch it, or it
+# could start downloads of other weights. Not in the form; a preset setting them is refused.
+SERVER_FIELDS = ("weights", "arch")
+QUEUE_FILE = "queue.json"  # the jobs not yet finished, so a killed server resumes them
 IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif",
                   "BMP": ".bmp", "GIF": ".gif"}
 _ID = re.compile(r"[0-9a-f]{16}")
@@ -90,7 +96,7 @@ def form_fields(engine: str, defaults: CoreOptions) -> list[dict[str, Any]]:
     main = MAIN_FIELDS.get(engine, ())
     out = []
     for f in dataclasses.fields(cls):
-        if not f.metadata.get("cli", True) or f.name in BLOCKED:
+        if not f.metadata.get("cli", True) or f.name in BLOCKED or f.name in SERVER_FIELDS:
             continue
         tp, optional = base_type(hints[f.name])
         choices = literal_choices(tp)
@@ -125,6 +131,9 @@ def browser_options(engine: str, given: Mapping[str, Any] | None) -> dict[str, A
             raise ArtconvError(f"option {name!r}: cannot be set from the page (it names "
                                "files on the server or makes outputs the studio does not "
                                "show)")
+        if name in SERVER_FIELDS:
+            raise ArtconvError(f"option {name!r}: only the server chooses the network "
+                               f"(artconv serve --{name})")
         if value is None or value == "" or value == []:
             continue
         if name in NAMED_ONLY and value not in NAMED_ONLY[name]:
@@ -227,15 +236,20 @@ class Studio:
         if workers < 1:
             raise ArtconvError(f"--workers {workers}: must be at least 1")
         self.workers = workers  # jobs run at once: one per device (several only on Ray)
-        self.folder = Path(folder).expanduser().resolve()
-        for sub in ("uploads", "results", "sweeps"):
-            (self.folder / sub).mkdir(parents=True, exist_ok=True)
         defaults = defaults or {}
         bad = sorted(set(defaults) - set(registry.ENGINES))
         if bad:
             raise ArtconvError(f"studio defaults: unknown engine {bad[0]!r}")
         self.defaults = {name: options_for(name, overrides=dict(defaults.get(name, {})))
                          for name in registry.ENGINES}
+        self.folder = Path(folder).expanduser().resolve()
+        check_folder(self.folder, "studio folder")
+        for sub in ("uploads", "results", "sweeps"):
+            try:
+                (self.folder / sub).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ArtconvError(f"studio folder {self.folder / sub}: cannot be made "
+                                   f"({exc.strerror})") from None
         self.max_upload = max_upload
         self.preview_interval = 1.0 / previews_per_second
         self.jobs: dict[str, WebJob] = {}
@@ -245,11 +259,15 @@ class Studio:
         self._running: dict[int, WebJob] = {}  # by worker thread: whose steps on_step gets
         self._threads: list[threading.Thread] = []
         self._draw_lock = threading.Lock()  # one sweep sheet drawn at a time
+        self._save_lock = threading.Lock()  # one writer of the queue file at a time
+        self._closing = False
+        self.resumed = 0  # jobs queued again from the queue file a last server left
         self._thumbs: dict[str, bytes] = {}
         # The queue's runner: a StudioRunner made with the first job (torch loads then, not
         # with the server), unless one was given before start (`artconv serve --engine ray`
         # gives a StudioRayRunner on `on_step`). Anything with `render`'s Runner interface.
         self.runner: Any = None
+        self._resume()
 
     # -- lifetime ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -260,11 +278,11 @@ class Studio:
                 thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the running job (its image so far is kept), drop the queued ones, end."""
+        """Stop the running jobs (their images so far are kept) and end; the queued ones
+        stay in the queue file for the next server on this folder."""
         with self.lock:
-            for job in self.jobs.values():
-                if job.status == "queued":
-                    job.status = "cancelled"
+            self._closing = True
+            for job in self._running.values():
                 job.stop.set()
         for _ in self._threads:
             self._queue.put(None)
@@ -289,21 +307,30 @@ class Studio:
                                f"{self.max_upload} allowed")
         uid = new_id()
         tmp = self.folder / "uploads" / f".{uid}.part"
-        tmp.write_bytes(data)
         try:
+            tmp.write_bytes(data)
             try:
+                height, width = image_hw(tmp)  # the header alone
+                # Refuses more pixels than the limit every command uses (ARTCONV_MAX_PIXELS)
+                # before decoding, then decodes it all (a truncated file fails).
+                load_image(tmp, min(256, height, width))
+            except ArtconvError as exc:  # the message names the upload, not a server path
+                message = str(exc).removeprefix(str(tmp)).removeprefix(": ")
+                if "not an image file" in message:
+                    message = "not an image this studio reads"
+                raise ArtconvError(f"upload: {message}") from None
+            with warnings.catch_warnings():  # within our limit, above PIL's own warning one
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(tmp) as img:
                     kind = img.format
-            except (OSError, ValueError):
-                raise ArtconvError("upload: not an image this studio reads") from None
             suffix = IMAGE_SUFFIXES.get(kind or "")
             if suffix is None:
                 raise ArtconvError(f"upload: {kind} images are not taken (PNG, JPEG, WebP, "
                                    "TIFF, BMP, GIF)")
-            height, width = image_hw(tmp)  # refuses more pixels than the limit
-            load_image(tmp, min(256, height, width))  # decodes it all (a truncated file fails)
             path = tmp.with_name(uid + suffix)
             os.replace(tmp, path)
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise ArtconvError(f"upload: cannot be kept ({exc})") from None
         finally:
             tmp.unlink(missing_ok=True)
         return {"id": uid, "url": self.url_of(path), "width": width, "height": height}
@@ -328,20 +355,24 @@ class Studio:
     def served_file(self, relative: str) -> Path:
         """A file of the studio folder named by the page; nothing outside it, no hidden
         (temporary) files, no links leading out."""
-        path = (self.folder / relative).resolve()
-        if not path.is_relative_to(self.folder) or path == self.folder:
-            raise FileNotFoundError(relative)
-        if any(part.startswith(".") for part in path.relative_to(self.folder).parts):
-            raise FileNotFoundError(relative)
-        if not path.is_file():
-            raise FileNotFoundError(relative)
+        try:  # a NUL byte, a name too long: no file of this studio either
+            path = (self.folder / relative).resolve()
+            if not path.is_relative_to(self.folder) or path == self.folder:
+                raise FileNotFoundError(relative)
+            if any(part.startswith(".") for part in path.relative_to(self.folder).parts):
+                raise FileNotFoundError(relative)
+            if not path.is_file():
+                raise FileNotFoundError(relative)
+        except (OSError, ValueError):
+            raise FileNotFoundError(relative) from None
         return path
 
     # -- jobs -----------------------------------------------------------------------------
     def plan(self, form: Mapping[str, Any], *, sweep: str | None = None,
-             label: str = "") -> WebJob:
+             label: str = "", jid: str | None = None) -> WebJob:
         """A checked job from what a page sent: engine, content (an upload id), styles
-        (upload ids or style preset names), preset (options) and option overrides."""
+        (upload ids or style preset names), preset (options) and option overrides. `jid`:
+        the id of a job planned before (a queue resumed), else a new one."""
         engine = registry.get(str(form.get("engine", "style"))).name
         spec = registry.get(engine)
         content = self.upload_path(str(form.get("content", "")))
@@ -364,8 +395,16 @@ class Studio:
         if preset is not None:
             base = options_for(engine, self._preset(str(preset), engine), base=base)
         overrides = browser_options(engine, form.get("options"))
-        options_for(engine, overrides=overrides, named=named, base=base)  # fail now, not later
-        jid = new_id()
+        # fail now, not later
+        merged = options_for(engine, overrides=overrides, named=named, base=base)
+        for name in SERVER_FIELDS:
+            if getattr(merged, name) != getattr(self.defaults[engine], name):
+                which = next((p for p in (*named, preset) if p is not None
+                              and name in find_preset(str(p)).options), "?")
+                raise ArtconvError(f"preset {which!r}: sets {name} "
+                                   f"{getattr(merged, name)!r}, but only the server chooses "
+                                   f"the network (artconv serve --{name})")
+        jid = jid or new_id()
         output = self.folder / "results" / f"{jid}.png"
         job = Job(engine, str(content), str(output), tuple(styles), overrides, id=jid)
         clean = {"engine": engine, "content": content.stem, "preset": preset,
@@ -402,6 +441,7 @@ class Studio:
         with self.lock:
             for job in jobs:
                 self.jobs[job.id] = job
+        self._save_queue()  # on disk before the page hears of them
         for job in jobs:
             self._queue.put(job.id)
         return jobs
@@ -411,8 +451,11 @@ class Studio:
         job = self.job(jid)
         with self.lock:
             job.stop.set()
-            if job.status == "queued":
+            cancelled = job.status == "queued"
+            if cancelled:
                 job.status, job.finished = "cancelled", time.time()
+        if cancelled:
+            self._save_queue()
         return job
 
     def job(self, jid: str) -> WebJob:
@@ -488,7 +531,7 @@ class Studio:
 
         while True:
             jid = self._queue.get()
-            if jid is None:
+            if jid is None or self._closing:  # the rest stay queued on disk
                 return
             with self.lock:
                 if self.runner is None:  # torch loads with the first job, not the server
@@ -498,6 +541,8 @@ class Studio:
                 runner = self.runner
             job = self.jobs[jid]
             with self.lock:
+                if self._closing:
+                    return
                 skip = job.status != "queued"
                 if not skip:
                     job.status, job.started = "running", time.time()
@@ -509,7 +554,8 @@ class Studio:
             try:
                 report = render([job.job], {job.job.engine: job.base}, runner=runner)
                 result = report.results[0]
-                if result.status == "done":
+                # skipped: a killed server finished it, but not its queue entry
+                if result.status in ("done", "skipped"):
                     status = "stopped" if job.stop.is_set() else "done"
                 else:
                     error = result.reason or result.status
@@ -532,8 +578,8 @@ class Studio:
                                    json.dumps(job.record(), indent=1).encode())
         except Exception:  # noqa: BLE001 - the worker must outlive one job's files
             log.exception("studio: cannot keep the gallery entry of job %s", job.id)
-        if job.sweep:
-            sweep = self.sweeps[job.sweep]
+        sweep = self.sweeps.get(job.sweep or "")
+        if sweep is not None:  # (a resumed sweep whose record was damaged has none)
             try:
                 with self._draw_lock:
                     self._draw_sweep(sweep)
@@ -541,6 +587,83 @@ class Studio:
                 log.exception("studio: cannot draw the contact sheet of sweep %s", sweep.id)
             with self.lock:
                 sweep.drawn += 1
+        self._save_queue()
+
+    # -- the queue on disk ------------------------------------------------------------------
+    def _save_queue(self) -> None:
+        """Write the jobs not yet finished, and every job of a sweep whose sheet is not yet
+        complete, in queue order (atomically: a kill leaves the old file or the new)."""
+        with self._save_lock:
+            with self.lock:
+                open_sweeps = {s.id for s in self.sweeps.values() if s.drawn < len(s.jobs)}
+                jobs = [{"id": j.id, "form": j.form, "label": j.label, "sweep": j.sweep,
+                         "status": "queued" if j.status == "running" else j.status,
+                         "created": j.created, "finished": j.finished}
+                        for j in self.jobs.values()
+                        if j.status not in FINISHED or j.sweep in open_sweeps]
+                sweeps = [{"id": s.id, "option": s.option, "values": s.values,
+                           "jobs": s.jobs} for s in self.sweeps.values() if s.id in open_sweeps]
+            try:
+                atomic_write_bytes(self.folder / QUEUE_FILE, json.dumps(
+                    {"version": 1, "jobs": jobs, "sweeps": sweeps}, indent=1).encode())
+            except OSError:  # a full disk: the queue runs on, a kill would lose it
+                log.exception("studio: cannot keep the queue in %s", self.folder)
+
+    def _resume(self) -> None:
+        """The queue a killed (or stopped) server left in this folder: its unfinished jobs
+        queued again under their ids, in order. A job that no longer plans (its upload
+        deleted) fails alone, saying why."""
+        path = self.folder / QUEUE_FILE
+        try:
+            saved = json.loads(path.read_bytes())
+            records, sweeps = list(saved["jobs"]), list(saved["sweeps"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtconvError(f"{path}: not a studio queue ({exc}); move it away to start "
+                               "with an empty queue") from None
+        todo = []
+        for record in records:
+            try:
+                jid = check_id(str(record["id"]), "job")
+                job = self.plan(record["form"], sweep=record.get("sweep"),
+                                label=str(record.get("label", "")), jid=jid)
+            except (ArtconvError, KeyError, TypeError, AttributeError) as exc:
+                job = self._failed(record, exc)
+            else:
+                job.created = record.get("created") or job.created
+                if record.get("status") in FINISHED:
+                    job.status, job.finished = record["status"], record.get("finished")
+                else:
+                    todo.append(job)
+            self.jobs[job.id] = job
+        for record in sweeps:
+            try:
+                ids = [j for j in record["jobs"] if j in self.jobs]
+                sweep = Sweep(check_id(str(record["id"]), "sweep"), str(record["option"]),
+                              list(record["values"]), ids, Path(self.jobs[ids[0]].job.input))
+            except (ArtconvError, KeyError, TypeError, IndexError):
+                continue  # its jobs run on; only the sheet is lost
+            sweep.drawn = sum(self.jobs[j].status in FINISHED for j in ids)
+            self.sweeps[sweep.id] = sweep
+        for job in todo:
+            self._queue.put(job.id)
+        self.resumed = len(todo)
+
+    def _failed(self, record: Any, exc: BaseException) -> WebJob:
+        """A resumed job that cannot run, shown failed with its reason."""
+        from artconv.batch.runner import reason
+
+        record = record if isinstance(record, Mapping) else {}
+        jid = str(record.get("id", "")) if _ID.fullmatch(str(record.get("id", ""))) \
+            else new_id()
+        form = record.get("form") if isinstance(record.get("form"), Mapping) else {}
+        engine = str(form.get("engine", "style"))
+        output = self.folder / "results" / f"{jid}.png"
+        return WebJob(jid, Job(engine, "", str(output), id=jid),
+                      self.defaults.get(engine, self.defaults["style"]), dict(form),
+                      str(record.get("label", "")) or engine, sweep=record.get("sweep"),
+                      status="failed", error=reason(exc), finished=time.time())
 
     def on_step(self, step: Any) -> bool:
         """The engines' callback: progress, the loss curve, a preview at most a few times a

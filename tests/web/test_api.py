@@ -14,7 +14,7 @@ from PIL import Image
 
 from artconv.io.images import read_recipe
 from artconv.style.options import StyleOptions
-from artconv.web.studio import BLOCKED
+from artconv.web.studio import BLOCKED, SERVER_FIELDS
 from tests.conftest import make_image
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install 'artconv[web]'")
@@ -60,12 +60,13 @@ def test_page_and_form_fields_come_from_the_option_record(make_client):
     assert set(info["engines"]) == {"style", "dream", "features"}
     style = {f["name"]: f for f in info["engines"]["style"]["fields"]}
     cli_fields = {f.name for f in dataclasses.fields(StyleOptions) if f.metadata.get("cli", True)}
-    assert set(style) == cli_fields - BLOCKED
+    assert set(style) == cli_fields - BLOCKED - set(SERVER_FIELDS)
     assert style["style_weight"]["main"] and style["style_weight"]["kind"] == "float"
     assert style["pooling"]["choices"] == ["max", "avg", "strided", "none"]
     assert style["iterations"]["kind"] == "list" and style["iterations"]["default"] == [3]
     assert style["size"]["default"] == 32 and style["size"]["min"] == 16  # studio defaults
-    assert set(style["weights"]["choices"]) >= {"imagenet", "caffe", "random"}
+    assert info["network"]["style"] == {"weights": "imagenet", "arch": "vgg19",
+                                       "backbone": "mynet.py"}  # the server's
     # Offline (the tests' cache is empty): URL presets are listed, marked unavailable.
     starry = next(p for p in info["presets"] if p["name"] == "starry")
     assert starry["style"] and not starry["available"]
@@ -180,7 +181,7 @@ def test_dream_and_features_make_pictures(make_client, tmp_path, engine):
 @pytest.mark.parametrize(("options", "message"), [
     ({"backbone": "/tmp/evil.py:build"}, "cannot be set from the page"),
     ({"init": "/etc/passwd"}, "choose one of"),
-    ({"weights": "/tmp/weights.pth"}, "choose one of"),
+    ({"weights": "/tmp/weights.pth"}, "only the server chooses the network"),
     ({"no_such": 1}, "not an option"),
     ({"size": "4"}, "--size 4: must be at least 16"),
     ({"pooling": "median"}, "--pooling 'median'"),
@@ -346,3 +347,60 @@ def test_the_studio_runner_uses_only_public_seams_of_the_local_runner():
                   and n != "__init__" and n != "__doc__" and n != "__module__"]
     assert sorted(overridden) == ["build_engine", "run_job"]
     assert not [n for n in overridden if n.startswith("_")]
+
+
+def test_queued_jobs_outlive_a_killed_server(make_client, studio_folder, backbone_file,
+                                            tmp_path):
+    """A server killed before its queue ran (no worker, no shutdown): the next one on the
+    same folder runs the queue, ids, sweep and order kept."""
+    from fastapi.testclient import TestClient
+
+    from artconv.web.app import create_app
+    from artconv.web.studio import Studio
+    from tests.web.conftest import tiny_defaults
+
+    killed = TestClient(create_app(Studio(studio_folder, defaults=tiny_defaults(
+        backbone_file))), base_url="http://127.0.0.1")  # no lifespan: its worker never ran
+    content, style = inputs(killed, tmp_path)
+    form = {"engine": "style", "content": content, "styles": [style]}
+    first = killed.post("/api/jobs", json={**form, "options": {"seed": "4"}}).json()["id"]
+    dropped = killed.post("/api/jobs", json=form).json()["id"]
+    killed.post(f"/api/jobs/{dropped}/stop")  # cancelled: not to run again
+    sweep = killed.post("/api/sweeps", json={"form": form, "option": "style_weight",
+                                             "values": ["1", "10", "100"]}).json()
+    saved = json.loads((studio_folder / "queue.json").read_text())
+    assert [j["id"] for j in saved["jobs"]] == [first] + [j["id"] for j in sweep["jobs"]]
+
+    client = make_client()
+    assert events(client, first)[-1]["status"] == "done"
+    deadline = time.monotonic() + 30
+    while not (done := client.get(f"/api/sweeps/{sweep['id']}").json())["finished"]:
+        assert time.monotonic() < deadline, done
+        time.sleep(0.05)
+    assert [j["status"] for j in done["jobs"]] == ["done"] * 3
+    assert client.get(f"/api/results/{first}/recipe").json()["options"]["seed"] == 4
+    assert {j["id"] for j in client.get("/api/jobs").json()} == {
+        first, *(j["id"] for j in sweep["jobs"])}
+    assert json.loads((studio_folder / "queue.json").read_text())["jobs"] == []
+
+
+def test_a_queue_that_cannot_be_planned_again_fails_its_job_alone(make_client, studio_folder,
+                                                                  tmp_path):
+    client = make_client(optimizer="adam", iterations=[100_000])
+    content, style = inputs(client, tmp_path)
+    form = {"engine": "style", "content": content, "styles": [style]}
+    running = client.post("/api/jobs", json=form).json()["id"]
+    lost = client.post("/api/jobs", json={**form, "styles": [upload(
+        client, make_image(tmp_path / "lost.png", seed=5))]}).json()["id"]
+    wait_for(client, running, lambda s: s["status"] == "running")
+    queue_file = studio_folder / "queue.json"
+    saved = queue_file.read_text()  # as a kill at this moment would leave it
+    client.__exit__(None, None, None)
+    queue_file.write_text(saved)
+    lost_upload = json.loads(saved)["jobs"][1]["form"]["styles"][0]
+    for path in (studio_folder / "uploads").glob(f"{lost_upload}.*"):
+        path.unlink()  # its style image deleted meanwhile
+    again = make_client()
+    assert events(again, lost)[-1]["error"].startswith(f"upload {lost_upload}: no such image")
+    again.post(f"/api/jobs/{running}/stop")
+    assert events(again, running)[-1]["status"] in ("stopped", "done")

@@ -177,8 +177,8 @@ def test_serve_engine_ray_runs_jobs_on_the_cluster(tmp_path, ray_address):
     the server and its worker."""
     process = subprocess.Popen(
         [sys.executable, "-m", "artconv", "serve", "--port", "0", "--out-dir",
-         str(tmp_path / "studio"), "--weights", "random", "--engine", "ray",
-         "--address", ray_address],
+         str(tmp_path / "studio"), "--weights", "random", "--arch", "vgg16", "--engine",
+         "ray", "--address", ray_address],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         base = None
@@ -200,8 +200,7 @@ def test_serve_engine_ray_runs_jobs_on_the_cluster(tmp_path, ray_address):
                for i in range(2)]
         job = client.post("/api/jobs", json={
             "engine": "style", "content": ids[0], "styles": [ids[1]],
-            "options": {"size": "32", "iterations": "2", "precision": "fp32",
-                        "arch": "vgg16"}}).json()
+            "options": {"size": "32", "iterations": "2", "precision": "fp32"}}).json()
         deadline = time.monotonic() + 120
         while (state := client.get(f"/api/jobs/{job['id']}").json())["status"] in (
                 "queued", "running"):

@@ -380,7 +380,11 @@ function setMode(mode) {
 
 async function init() {
   state.info = await api("/api/info");
-  $("#version").textContent = `artconv ${state.info.version} · ${state.info.folder}`;
+  const net = state.info.network.style;  // the server's network: not a choice of the page
+  $("#version").textContent =
+    `artconv ${state.info.version} · ` +
+    (net.backbone ? `backbone ${net.backbone}` : `${net.arch} ${net.weights} weights`) +
+    ` · ${state.info.folder}`;
   const engines = $("#engines");
   for (const [name, e] of Object.entries(state.info.engines)) {
     engines.append(el("button", { type: "button", class: "tab", "data-engine": name,
