@@ -15,10 +15,10 @@ import json
 import os
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artconv import registry
 from artconv.errors import ArtconvError
@@ -26,6 +26,9 @@ from artconv.io.files import atomic_write_bytes, list_images, url_of
 from artconv.options import CoreOptions
 from artconv.outputs import check_write_paths, file_key, sidecar
 from artconv.presets import is_preset_name
+
+if TYPE_CHECKING:
+    from artconv.progress import Progress
 
 # At import, for older callers; the checks below read the registry itself.
 ENGINES = tuple(registry.ENGINES)
@@ -193,6 +196,26 @@ class BatchReport:
 
     def write(self, path: str | Path) -> Path:
         return atomic_write_bytes(path, json.dumps(self.to_dict(), indent=1).encode())
+
+
+def recorder(results: list[JobResult], on_result: Callable[[JobResult], Any],
+             progress: Progress) -> Callable[[JobResult], None]:
+    """What every runner does as a job ends: keep it, report it, log a failure."""
+
+    def record(result: JobResult) -> None:
+        results.append(result)
+        on_result(result)
+        if result.status == "failed":
+            progress.log(f"[red]failed[/] {result.job.output}: {result.reason}")
+
+    return record
+
+
+def reason(exc: BaseException) -> str:
+    """A failed job's reason: the one-line message of an ArtconvError, else the exception."""
+    if isinstance(exc, ArtconvError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 # -- planning --------------------------------------------------------------------------------
