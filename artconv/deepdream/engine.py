@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -391,25 +390,6 @@ def dream(image: ImageSource, options: DreamOptions | None = None, *,
         return to_pil(dreamer.run(load_image(image, dreamer.options.size)))
 
 
-def dream_frames(image: ImageSource, folder: str | Path, options: DreamOptions | None = None,
-                 *, extractor: FeatureExtractor | None = None, progress: Any = None,
-                 **overrides: Any) -> list[Path]:
-    """Write a zoom video's frames (see artconv.deepdream.zoom); resumes an interrupted run."""
-    from artconv.deepdream.zoom import dream_frames as write  # the driver above the engine
-
-    return write(image, folder, options, extractor=extractor, progress=progress, **overrides)
-
-
-# Zoom-video names once defined here; they live in artconv.deepdream.zoom now.
-_ZOOM_NAMES = ("frame_paths", "gif_path", "write_gif", "write_frames")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ZOOM_NAMES:
-        return getattr(importlib.import_module("artconv.deepdream.zoom"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["GUIDE_FEATURES_MAX", "REFERENCE_SIDE", "DreamInterrupted", "DreamOptions",
-           "DreamStep", "Dreamer", "StepInfo", "affine_warp", "dream", "dream_frames",
+           "DreamStep", "Dreamer", "StepInfo", "affine_warp", "dream",
            "keep_colors", "lap_normalize"]
