@@ -9,9 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from artconv import _moved  # noqa: E402 - old module paths (artconv.core, ...) keep working
+from artconv import _moved
+from artconv._version import __version__
 
 _moved.install()
 
@@ -27,7 +26,7 @@ _EXPORTS = {
     "StyleOptions": "artconv.style.options",
     "StyleTransfer": "artconv.style.engine",
     "dream": "artconv.deepdream.engine",
-    "dream_frames": "artconv.deepdream.engine",
+    "dream_frames": "artconv.deepdream.zoom",
     "DreamOptions": "artconv.deepdream.options",
     "Dreamer": "artconv.deepdream.engine",
     "pixel_features": "artconv.features.engine",
@@ -41,7 +40,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from artconv.deepdream.engine import Dreamer, DreamOptions, dream, dream_frames
+    from artconv.deepdream.engine import Dreamer, DreamOptions, dream
+    from artconv.deepdream.zoom import dream_frames
     from artconv.errors import ArtconvError
     from artconv.features import FeatureOptions, pixel_features
     from artconv.io.images import load_image, read_recipe, save_image
