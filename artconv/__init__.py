@@ -6,8 +6,7 @@ cheap until an engine is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from artconv import _moved
 from artconv._version import __version__
@@ -49,7 +48,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from artconv.style import StyleOptions, StyleTransfer, stylize
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'artconv' has no attribute {name!r}")
+__getattr__ = _moved.forward(__name__, names=_EXPORTS)
