@@ -60,26 +60,8 @@ from artconv.nets.extractor import FeatureExtractor
 from artconv.nets.tiling import Tile
 from artconv.nets.weights import ArtconvWarning
 
-
-@dataclass(frozen=True)
-class DreamStep(Step):
-    """A dream step: an `artconv.engine.Step` that also answers to the dream's own names
-    (`octave`, `octaves`, `objective`) of the former `StepInfo`."""
-
-    @property
-    def octave(self) -> int:
-        return self.stage
-
-    @property
-    def octaves(self) -> int:
-        return self.stages
-
-    @property
-    def objective(self) -> float:
-        return float(self.figures["objective"])
-
-
-StepInfo = Step  # the former per-step record of the dream engine
+# The dream's former step records: `octave`, `objective` are Step's now.
+DreamStep = StepInfo = Step
 FIGURES_EVERY = 10  # a display without a callback: read the objective this often
 
 
@@ -153,16 +135,16 @@ class _Call:
         return out[0] if single else torch.stack(out)
 
     def record(self, index: int, octave: int, step: int, value: float | None, frame: int
-               ) -> DreamStep:
+               ) -> Step:
         """The step record after `step` of `octave` of image `index`; `value` None: the
         objective was not read this step, the figures repeat the last ones read."""
         hw = self.sizes[octave - 1]
         if value is not None:
             self.figures = {"objective": value}
-        return DreamStep(engine="dream", stage=octave, stages=len(self.sizes), step=step,
-                         steps=self.steps, done=self.done, total=self.total,
-                         figures=dict(self.figures), size=hw, frame=frame,
-                         _image=functools.partial(self.image_at, index, hw, self.img))
+        return Step(engine="dream", stage=octave, stages=len(self.sizes), step=step,
+                    steps=self.steps, done=self.done, total=self.total,
+                    figures=dict(self.figures), size=hw, frame=frame,
+                    _image=functools.partial(self.image_at, index, hw, self.img))
 
     def image_at(self, index: int, hw: tuple[int, int], img: torch.Tensor) -> torch.Tensor:
         """The batch while image `index` is `img` (at an octave of size `hw`): the images
