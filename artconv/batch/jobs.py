@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from artconv import registry
 from artconv.errors import ArtconvError
 from artconv.io.files import atomic_write_bytes, list_images, url_of
-from artconv.options import CoreOptions
+from artconv.options import CoreOptions, field_name, field_names
 from artconv.outputs import check_write_paths, file_key, sidecar
 from artconv.presets import is_preset_name
 
@@ -114,7 +114,7 @@ class Job:
         return cls(engine, content, resolve(str(output)),
                    tuple(s if is_preset_name(s) else resolve(s) for s in styles),
                    # from_dict takes "avg-rescale" too; replace() (at run time) does not
-                   {str(k).replace("-", "_"): v for k, v in options.items()},
+                   field_names(options),
                    str(data.get("id", "")), where=source, video=video)
 
 
@@ -147,7 +147,7 @@ def _video_options(value: Any, source: str, content: str) -> dict[str, Any]:
         VideoOptions.from_dict(dict(value), source=source)
     except ArtconvError as exc:
         raise option_error(source, exc) from None
-    return {str(k).replace("-", "_"): v for k, v in value.items()}
+    return field_names(value)
 
 
 def option_error(source: str, exc: ArtconvError) -> ArtconvError:
@@ -158,7 +158,7 @@ def option_error(source: str, exc: ArtconvError) -> ArtconvError:
         return exc
     m = re.match(r"--([a-z0-9][a-z0-9-]*):? (.*)", text, re.S)
     if m:
-        return ArtconvError(f"{source}: option '{m[1].replace('-', '_')}': {m[2]}")
+        return ArtconvError(f"{source}: option '{field_name(m[1])}': {m[2]}")
     return ArtconvError(f"{source}: {text}")
 
 
