@@ -52,7 +52,7 @@ from artconv.deepdream.transforms import (
     roll,
 )
 from artconv.device import memory_format, resolve_device, resolve_precision
-from artconv.engine import Callback, Interrupted, Step, keep_going
+from artconv.engine import Callback, Display, Interrupted, Step, keep_going
 from artconv.errors import ArtconvError
 from artconv.io.images import ImageSource, load_image, resize_to, to_pil
 from artconv.io.recipe import make_recipe
@@ -164,7 +164,7 @@ class Dreamer:
 
     def __init__(self, options: DreamOptions | None = None, *,
                  extractor: FeatureExtractor | None = None, callback: Callback | None = None,
-                 progress: Any = None, **overrides: Any) -> None:
+                 progress: Display | None = None, **overrides: Any) -> None:
         """`callback(step)` runs after every step; returning False stops the dream.
         `progress` (anything with `on_step(step)`, e.g. artconv.progress.Progress) is told
         of every step too."""
