@@ -6,12 +6,10 @@ cheap until an engine is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
-
-from artconv import _moved  # noqa: E402 - old module paths (artconv.core, ...) keep working
+from artconv import _moved
+from artconv._version import __version__
 
 _moved.install()
 
@@ -27,7 +25,7 @@ _EXPORTS = {
     "StyleOptions": "artconv.style.options",
     "StyleTransfer": "artconv.style.engine",
     "dream": "artconv.deepdream.engine",
-    "dream_frames": "artconv.deepdream.engine",
+    "dream_frames": "artconv.deepdream.zoom",
     "DreamOptions": "artconv.deepdream.options",
     "Dreamer": "artconv.deepdream.engine",
     "pixel_features": "artconv.features.engine",
@@ -41,7 +39,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from artconv.deepdream.engine import Dreamer, DreamOptions, dream, dream_frames
+    from artconv.deepdream.engine import Dreamer, DreamOptions, dream
+    from artconv.deepdream.zoom import dream_frames
     from artconv.errors import ArtconvError
     from artconv.features import FeatureOptions, pixel_features
     from artconv.io.images import load_image, read_recipe, save_image
@@ -49,7 +48,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from artconv.style import StyleOptions, StyleTransfer, stylize
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'artconv' has no attribute {name!r}")
+__getattr__ = _moved.forward(__name__, names=_EXPORTS)

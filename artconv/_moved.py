@@ -1,9 +1,10 @@
-"""Import paths of modules that moved into packages keep working, and packages forward
-their public names lazily.
+"""The one way a package offers names it does not load itself (`forward`), and the old
+flat module paths that still import for one release (`MOVED`).
 
 `import artconv.core` gives the very module object `artconv.nets.extractor` (not a copy
 re-exporting its names), so scripts, pickles and `monkeypatch.setattr("artconv.core.X")`
-see one module under both names. One table instead of a shim file per old name.
+see one module under both names, and warns (DeprecationWarning): the old paths go in the
+next release. One table instead of a shim file per old name.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -41,10 +43,24 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec) -> ModuleType:  # noqa: ANN001
+        _deprecated(f"{spec.name} is deprecated and goes in the next release: "
+                    f"import {MOVED[spec.name]}")
         return importlib.import_module(MOVED[spec.name])
 
     def exec_module(self, module: ModuleType) -> None:
         pass  # the real module ran when it was imported under its own name
+
+
+def _deprecated(message: str) -> None:
+    """A DeprecationWarning at the line that imported the old path: an import reaches here
+    through the import machinery (and maybe `forward`), whose frames no stacklevel fits."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and (frame.f_code.co_filename == __file__
+                                        or "importlib" in frame.f_code.co_filename):
+        frame = frame.f_back
+    warnings.warn_explicit(message, DeprecationWarning, frame.f_code.co_filename,
+                           frame.f_lineno, module=frame.f_globals.get("__name__"),
+                           registry=frame.f_globals.setdefault("__warningregistry__", {}))
 
 
 def install() -> None:
@@ -52,13 +68,17 @@ def install() -> None:
         sys.meta_path.append(_Alias())
 
 
-def forward(package: str, *modules: str) -> Callable[[str], Any]:
-    """A package's `__getattr__` (PEP 562): a name the package itself lacks is looked up in
-    `modules`, in order, imported on first use. Packages load only their torch-free option
-    record eagerly, so `--help` never pays for torch, yet `from artconv.style import
-    StyleTransfer` works as it always did."""
+def forward(package: str, *modules: str, names: Mapping[str, str] | None = None
+            ) -> Callable[[str], Any]:
+    """A package's `__getattr__` (PEP 562): a name the package itself lacks is taken from
+    the module `names` gives for it, else looked up in `modules`, in order, each imported on
+    first use. Packages load only their torch-free option record eagerly, so `--help` never
+    pays for torch, yet `from artconv.style import StyleTransfer` works as it always did."""
+    names = dict(names or {})
 
     def __getattr__(name: str) -> Any:
+        if name in names:
+            return getattr(importlib.import_module(names[name]), name)
         if not name.startswith("__"):
             # `from pkg import submodule` asks here before importing it: a submodule is
             # itself, never looked up in `modules` (that import could loop back to it).

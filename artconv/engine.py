@@ -10,11 +10,12 @@ batch. While it works it calls `callback(step)` with a `Step` after every step:
 * `recipe(inputs)` is the only place a recipe (the record an output carries) is made.
 
 Engines report only through the callback: progress bars, previews and web pages are adapters
-on it (`artconv.cli.display`), never imported by an engine.
+on it (`artconv.progress.Progress`, the studio's runner), never imported by an engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -28,7 +29,9 @@ if TYPE_CHECKING:  # the contract itself stays importable without torch (fast CL
 @dataclass(frozen=True)
 class Step:
     """One step of any engine. `stage` is a scale (style), an octave (dream) or a tile
-    (features); counts are 1-based; `done`/`total` run over the whole call (for an ETA)."""
+    (features); counts are 1-based; `done`/`total` run over the whole call (for an ETA).
+    `per_image` holds each image's figure (style: its total loss) where the engine read one
+    this step, else it is empty."""
 
     engine: str
     stage: int
@@ -41,6 +44,7 @@ class Step:
     size: tuple[int, int] = (0, 0)  # (height, width) the stage works at
     frame: int = 0  # a frame of a clip or zoom video, 0 for a still
     _image: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    per_image: tuple[float, ...] = ()
 
     @property
     def image(self) -> torch.Tensor | None:
@@ -56,6 +60,50 @@ class Step:
         where = f" {w}x{h}" if h and w else ""
         return f"{self.engine} {kind} {self.stage}/{self.stages}{where}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The step as plain JSON-able values (for a page, a log or another process); the
+        image is left out, it is made only when asked for."""
+        return {"engine": self.engine, "stage": self.stage, "stages": self.stages,
+                "step": self.step, "steps": self.steps, "done": self.done,
+                "total": self.total, "figures": {k: float(v) for k, v in self.figures.items()},
+                "size": tuple(self.size), "frame": self.frame,
+                "per_image": tuple(self.per_image)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any],
+                  image: Callable[[], torch.Tensor] | None = None) -> Step:
+        """The step `to_dict` made, with `image` (if given) making its picture."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"_image"}
+        fields = {k: v for k, v in data.items() if k in names}
+        fields["size"] = tuple(fields.get("size", (0, 0)))
+        fields["per_image"] = tuple(fields.get("per_image", ()))
+        return cls(**fields, _image=image)
+
+    # The engines' earlier names for these fields (style: scale 0-based; dream: octave).
+    @property
+    def scale(self) -> int:
+        return self.stage - 1
+
+    @property
+    def scales(self) -> int:
+        return self.stages
+
+    @property
+    def total_step(self) -> int:
+        return self.done
+
+    @property
+    def octave(self) -> int:
+        return self.stage
+
+    @property
+    def octaves(self) -> int:
+        return self.stages
+
+    @property
+    def objective(self) -> float:
+        return float(self.figures["objective"])
+
 
 Callback = Callable[[Step], "bool | None"]
 
@@ -63,6 +111,41 @@ Callback = Callable[[Step], "bool | None"]
 def keep_going(callback: Callback | None, step: Step) -> bool:
     """Call the callback, if any; False means the caller asked to stop."""
     return callback is None or callback(step) is not False
+
+
+class Display(Protocol):
+    """A display adapter on the step callback (`artconv.progress.Progress` is one): engines
+    take one as `progress=` and call `on_step` with every step."""
+
+    def on_step(self, step: Step) -> object: ...
+
+
+class Relay:
+    """A driver's callback for the engine runs it makes (a zoom video's or a clip's frames):
+    each step is stamped with `frame` (when set) and, with `total` set, counted over the
+    whole job (`offset` + the run's own count), then shown on `display` and passed to
+    `callback`; `stopped` remembers that the callback asked to stop."""
+
+    def __init__(self, callback: Callback | None, display: Callable[[Step], Any] | None = None,
+                 *, total: int | None = None) -> None:
+        self.callback, self.display, self.total = callback, display, total
+        self.frame: int | None = None
+        self.offset = 0
+        self.stopped = False
+
+    def __call__(self, step: Step) -> bool:
+        changes: dict[str, int] = {}
+        if self.frame is not None:
+            changes["frame"] = self.frame
+        if self.total is not None:
+            changes.update(done=self.offset + step.done, total=self.total)
+        if changes:
+            step = dataclasses.replace(step, **changes)
+        if self.display is not None:
+            self.display(step)
+        if not keep_going(self.callback, step):
+            self.stopped = True
+        return not self.stopped
 
 
 class Interrupted(KeyboardInterrupt):

@@ -12,6 +12,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
@@ -47,6 +48,66 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def field_name(key: Any) -> str:
+    """The field an option key names: presets, manifests and pages may write "avg-rescale"
+    as on the command line (the inverse of `flag`, without the dashes)."""
+    return str(key).replace("-", "_")
+
+
+def field_names(data: Mapping[Any, Any]) -> dict[str, Any]:
+    """`data` with every key as its field name."""
+    return {field_name(k): v for k, v in data.items()}
+
+
+@dataclass(frozen=True)
+class OptionField:
+    """One settable field of an option record, as an interface shows it: the CLI's flags,
+    and a form (the studio) can build its inputs from the same walk."""
+
+    name: str
+    type: Any  # the declared type without Optional
+    optional: bool  # None is a value (e.g. "no backbone")
+    kind: str  # "choice", "bool", "int", "float", "list" (a tuple: comma-separated) or "text"
+    choices: tuple  # the Literal's values, else ()
+    default: Any
+    help: str
+    min: float | None
+    max: float | None
+    short: str | None
+    core: bool  # a CoreOptions field (network, weights, device), shared by every engine
+
+    @property
+    def flag(self) -> str:
+        return flag(self.name)
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+
+def option_fields(cls: type) -> list[OptionField]:
+    """The fields of an option record an interface may set (not `cli=False` ones), in
+    declaration order."""
+    hints = typing.get_type_hints(cls)
+    core = {f.name for f in fields(CoreOptions)}
+    out = []
+    for f in fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        tp, optional = base_type(hints[f.name])
+        choices = literal_choices(tp) or ()
+        if choices:
+            kind = "choice"
+        elif typing.get_origin(tp) is tuple:
+            kind = "list"
+        else:
+            kind = {bool: "bool", int: "int", float: "float"}.get(tp, "text")
+        out.append(OptionField(f.name, tp, optional, kind, tuple(choices), f.default,
+                               f.metadata.get("help", ""), f.metadata.get("min"),
+                               f.metadata.get("max"), f.metadata.get("short"), f.name in core))
+    return out
+
+
 class Options:
     """Base of every option record: construction from mappings, checking, serialising."""
 
@@ -56,12 +117,11 @@ class Options:
         """Build from a mapping (preset, manifest line, JSON), coercing and checking each
         value; unknown keys are an error naming `source`."""
         known = {f.name: f for f in fields(cls)}
-        unknown = [k for k in data if k.replace("-", "_") not in known]
+        unknown = [k for k in data if field_name(k) not in known]
         if unknown:
             raise ArtconvError(f"{source}: unknown option {unknown[0]!r} for "
                                f"{cls.__name__} (valid: {', '.join(sorted(known))})")
-        values = {k.replace("-", "_"): v for k, v in data.items()}
-        return cls(**{k: coerce(cls, k, v) for k, v in values.items()}).validated()
+        return cls(**{k: coerce(cls, k, v) for k, v in field_names(data).items()}).validated()
 
     def replace(self: T, **changes: Any) -> T:
         """A checked copy with `changes`; None for a field that cannot be None means "not

@@ -1,8 +1,9 @@
 """The arrows between packages (ARCHITECTURE.md): a plain-Python import linter.
 
-Every `import` in artconv, at module level or inside a function, is read with `ast`; an
-arrow that must never exist fails the test with the file and line. Module-level imports
-must also form no cycle."""
+Every `import` in artconv, at module level or inside a function, is read with `ast`. An
+arrow that must never exist, an arrow from a lower layer (LAYERS) to a higher one, and an
+import cycle (imports inside functions included: a loop closed lazily is still a loop) fail
+the test with the file and line."""
 
 from __future__ import annotations
 
@@ -44,6 +45,30 @@ FORBIDDEN = [
     *[(engine, ("artconv.video", "artconv.web"), "an engine knows no clip driver and no page")
       for engine in ENGINES],
 ]
+# The layers of ARCHITECTURE.md, top first: a module may import its own layer (without a
+# cycle) and the layers below it, never one above. The longest matching prefix decides.
+LAYERS = [
+    ("artconv", "artconv.__main__"),
+    ("artconv.cli",),
+    ("artconv.web",),
+    ("artconv.batch",),
+    ("artconv.video",),
+    ("artconv.registry", "artconv.presets", "artconv.progress"),
+    ENGINES,
+    ("artconv.nets", "artconv.io", "artconv.networks"),
+    ("artconv.errors", "artconv.options", "artconv.engine", "artconv.outputs",
+     "artconv.device", "artconv._moved", "artconv._version"),
+]
+# TEMPORARY (issue 21): arrows that close a loop or point up, being removed on other branches
+# right now. Each entry is (importer, imported); delete it when its fix lands. Nothing may be
+# added here: a new loop or upward arrow is fixed, not listed.
+PENDING_LOOPS = {
+    ("artconv.video.clip", "artconv.video.segments"),  # clip <-> segments (the video branch)
+    ("artconv.web.runner", "artconv.web.studio"),  # the studio's JPEG encoder (web branch)
+    ("artconv.web.app", "artconv"),  # __version__ from artconv._version (web branch)
+    ("artconv.style.engine", "artconv.presets"),  # stylize's helpers move up (style branch)
+    ("artconv.io.images", "artconv.presets"),  # the download progress bar (io branch)
+}
 # The option records and the registry feed `--help`: torch must not load with them.
 TORCH_FREE = ["artconv.options", "artconv.registry", "artconv.engine", "artconv.errors",
               "artconv.outputs", "artconv.style.options", "artconv.deepdream.options",
@@ -55,10 +80,12 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path, module_level_only: bool = False, root: Path = ROOT
-            ) -> list[tuple[str, int]]:
+def imports(path: Path, module_level_only: bool = False, root: Path = ROOT,
+            names_only: bool = False) -> list[tuple[str, int]]:
     """(imported module, line) for each import; relative imports resolved; old paths mapped
-    to where the module lives now. TYPE_CHECKING blocks never run, so they are skipped."""
+    to where the module lives now. TYPE_CHECKING blocks never run, so they are skipped.
+    `from pkg import x` gives pkg and pkg.x, or with `names_only` pkg.x alone (what it
+    loads: the module pkg.x, else pkg)."""
     tree = ast.parse(path.read_text(), str(path))
     here = module_name(path, root)
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
@@ -76,7 +103,7 @@ def imports(path: Path, module_level_only: bool = False, root: Path = ROOT
                 if child.level:
                     base = ".".join(package.split(".")[: len(package.split(".")) - child.level
                                                       + 1] + ([base] if base else []))
-                names = [base] + [f"{base}.{a.name}" for a in child.names]
+                names = [base] * (not names_only) + [f"{base}.{a.name}" for a in child.names]
             else:
                 names = []
             if names and (top or not module_level_only):
@@ -112,29 +139,44 @@ def test_no_forbidden_arrow(who, banned, why):
     assert not bad, f"{who} must not import {banned} ({why}):\n" + "\n".join(bad)
 
 
-def test_module_level_imports_form_no_cycle():
-    known = {module_name(p) for p in SOURCES}
-    graph = {}
-    for path in SOURCES:
-        edges = set()
-        for name, _ in imports(path, module_level_only=True):
+def edges(root: Path = ROOT) -> dict[str, dict[str, str]]:
+    """module -> {module it imports: "file:line"}, every import (function-level too), each
+    resolved to the artconv module it loads. Importing one's own parent package is no edge
+    (the parent has always loaded first), except the root: `from artconv import __version__`
+    reads the package that imports everything."""
+    paths = sorted(root.rglob("*.py"))
+    known = {module_name(p, root) for p in paths}
+    graph: dict[str, dict[str, str]] = {}
+    for path in paths:
+        me = module_name(path, root)
+        out = graph.setdefault(me, {})
+        for name, line in imports(path, root=root, names_only=True):
             while name and name not in known:  # "from pkg.mod import func" -> pkg.mod
                 name = name.rpartition(".")[0]
-            me = module_name(path)
-            if name and name != me and not me.startswith(name + "."):  # a package's own parent
-                edges.add(name)
-        graph[module_name(path)] = edges
+            parent = me.startswith(name + ".") and name != "artconv"
+            if name and name != me and not parent:
+                out.setdefault(name, f"{path.relative_to(root.parent)}:{line}")
+    return graph
+
+
+def cycles(graph: dict[str, dict[str, str]], allowed: set[tuple[str, str]] = frozenset()
+           ) -> list[str]:
+    """Each import cycle once, as "a -> b -> a (file:line, ...)"; `allowed` edges are cut."""
+    found: list[str] = []
     state: dict[str, int] = {}
     stack: list[str] = []
 
     def dfs(node: str) -> None:
         state[node] = 1
         stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
+        for nxt in sorted(graph.get(node, {})):
+            if (node, nxt) in allowed:
+                continue
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
-                raise AssertionError("import cycle: " + " -> ".join(cycle))
-            if nxt not in state:
+                loop = stack[stack.index(nxt):] + [nxt]
+                where = ", ".join(graph[a][b] for a, b in zip(loop, loop[1:], strict=False))
+                found.append(" -> ".join(loop) + f" ({where})")
+            elif nxt not in state:
                 dfs(nxt)
         stack.pop()
         state[node] = 2
@@ -142,6 +184,72 @@ def test_module_level_imports_form_no_cycle():
     for node in sorted(graph):
         if node not in state:
             dfs(node)
+    return found
+
+
+def layer(name: str) -> int:
+    """The index in LAYERS (0 at the top) of the longest prefix matching `name`."""
+    best, index = -1, None
+    for i, group in enumerate(LAYERS):
+        for prefix in group:
+            if _under(name, prefix) and len(prefix) > best:
+                best, index = len(prefix), i
+    assert index is not None, f"{name} is in no layer: add it to LAYERS (and ARCHITECTURE.md)"
+    return index
+
+
+def arrows_up(graph: dict[str, dict[str, str]], allowed: set[tuple[str, str]] = frozenset()
+              ) -> list[str]:
+    """Imports from a module to one in a higher layer."""
+    bad = []
+    for me, targets in sorted(graph.items()):
+        for name, where in sorted(targets.items()):
+            if layer(name) < layer(me) and (me, name) not in allowed:
+                bad.append(f"{where} {me} imports {name}")
+    return bad
+
+
+def test_no_import_cycle():
+    """No loop anywhere, imports inside functions included."""
+    found = cycles(edges(), PENDING_LOOPS)
+    assert not found, "import cycles:\n" + "\n".join(found)
+
+
+def test_no_arrow_from_a_lower_layer_to_a_higher_one():
+    bad = arrows_up(edges(), PENDING_LOOPS)
+    assert not bad, "imports pointing up a layer (ARCHITECTURE.md):\n" + "\n".join(bad)
+
+
+def test_pending_loops_are_still_pending():
+    """The temporary allow-list only shrinks: an entry whose arrow is gone must be deleted."""
+    graph = edges()
+    gone = [pair for pair in sorted(PENDING_LOOPS) if pair[1] not in graph.get(pair[0], {})]
+    assert not gone, f"fixed, so delete from PENDING_LOOPS: {gone}"
+
+
+def test_the_linter_sees_a_planted_loop_and_an_arrow_up(tmp_path):
+    """The cycle and layer checks themselves work, on a tree written here: a loop closed by an
+    import inside a function, and an io module reaching up to batch."""
+    root = tmp_path / "artconv"
+    for package in ("", "nets", "io", "batch"):
+        (root / package).mkdir(parents=True, exist_ok=True)
+        (root / package / "__init__.py").write_text("")
+    (root / "nets" / "a.py").write_text("from artconv.nets.b import g\n")
+    (root / "nets" / "b.py").write_text("def g():\n    from . import a\n    return a\n")
+    (root / "io" / "up.py").write_text("import artconv.batch.work\n")
+    (root / "io" / "version.py").write_text("x = 1\nfrom artconv import __version__\n")
+    (root / "batch" / "work.py").write_text("from ..io import up\n")
+    (root / "batch" / "ok.py").write_text("from artconv.nets import a\nfrom artconv import batch\n")
+    graph = edges(root)
+    assert sorted(cycles(graph)) == [
+        "artconv.batch.work -> artconv.io.up -> artconv.batch.work "
+        "(artconv/batch/work.py:1, artconv/io/up.py:1)",
+        "artconv.nets.a -> artconv.nets.b -> artconv.nets.a "
+        "(artconv/nets/a.py:1, artconv/nets/b.py:2)"]
+    assert cycles(graph, {("artconv.nets.b", "artconv.nets.a"),
+                          ("artconv.io.up", "artconv.batch.work")}) == []
+    assert arrows_up(graph) == ["artconv/io/up.py:1 artconv.io.up imports artconv.batch.work",
+                                "artconv/io/version.py:2 artconv.io.version imports artconv"]
 
 
 def test_the_linter_sees_a_forbidden_arrow(tmp_path):

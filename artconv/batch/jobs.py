@@ -15,15 +15,15 @@ import json
 import os
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artconv import registry
 from artconv.errors import ArtconvError
 from artconv.io.files import atomic_write_bytes, input_stem, list_images, url_of
-from artconv.options import CoreOptions
+from artconv.options import CoreOptions, field_name, field_names
 from artconv.outputs import (
     check_write_paths,
     clip_work_folder,
@@ -32,6 +32,9 @@ from artconv.outputs import (
     sidecar,
 )
 from artconv.presets import is_preset_name
+
+if TYPE_CHECKING:
+    from artconv.progress import Progress
 
 # At import, for older callers; the checks below read the registry itself.
 ENGINES = tuple(registry.ENGINES)
@@ -117,7 +120,7 @@ class Job:
         return cls(engine, content, resolve(str(output)),
                    tuple(s if is_preset_name(s) else resolve(s) for s in styles),
                    # from_dict takes "avg-rescale" too; replace() (at run time) does not
-                   {str(k).replace("-", "_"): v for k, v in options.items()},
+                   field_names(options),
                    str(data.get("id", "")), where=source, video=video)
 
 
@@ -150,7 +153,7 @@ def _video_options(value: Any, source: str, content: str) -> dict[str, Any]:
         VideoOptions.from_dict(dict(value), source=source)
     except ArtconvError as exc:
         raise option_error(source, exc) from None
-    return {str(k).replace("-", "_"): v for k, v in value.items()}
+    return field_names(value)
 
 
 def option_error(source: str, exc: ArtconvError) -> ArtconvError:
@@ -161,7 +164,7 @@ def option_error(source: str, exc: ArtconvError) -> ArtconvError:
         return exc
     m = re.match(r"--([a-z0-9][a-z0-9-]*):? (.*)", text, re.S)
     if m:
-        return ArtconvError(f"{source}: option '{m[1].replace('-', '_')}': {m[2]}")
+        return ArtconvError(f"{source}: option '{field_name(m[1])}': {m[2]}")
     return ArtconvError(f"{source}: {text}")
 
 
@@ -199,6 +202,26 @@ class BatchReport:
 
     def write(self, path: str | Path) -> Path:
         return atomic_write_bytes(path, json.dumps(self.to_dict(), indent=1).encode())
+
+
+def recorder(results: list[JobResult], on_result: Callable[[JobResult], Any],
+             progress: Progress) -> Callable[[JobResult], None]:
+    """What every runner does as a job ends: keep it, report it, log a failure."""
+
+    def record(result: JobResult) -> None:
+        results.append(result)
+        on_result(result)
+        if result.status == "failed":
+            progress.log(f"[red]failed[/] {result.job.output}: {result.reason}")
+
+    return record
+
+
+def reason(exc: BaseException) -> str:
+    """A failed job's reason: the one-line message of an ArtconvError, else the exception."""
+    if isinstance(exc, ArtconvError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 # -- planning --------------------------------------------------------------------------------

@@ -21,8 +21,7 @@ from typing import Any
 import torch
 
 from artconv import registry
-from artconv.batch.jobs import Job, JobResult, option_error
-from artconv.batch.runner import reason, recorder
+from artconv.batch.jobs import Job, JobResult, option_error, reason, recorder
 from artconv.engine import Step
 from artconv.errors import ArtconvError
 from artconv.io.images import fit_longest, image_hw, load_image

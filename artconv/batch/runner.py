@@ -21,6 +21,8 @@ from artconv.batch.jobs import (
     check_collisions,
     check_extra_writes,
     describe,
+    reason,
+    recorder,
 )
 from artconv.errors import ArtconvError
 from artconv.options import CoreOptions
@@ -155,27 +157,10 @@ def resolve_options(options: Mapping[str, CoreOptions | Mapping[str, Any]],
     return out
 
 
-def recorder(results: list[JobResult], on_result: Callable[[JobResult], Any],
-             progress: Progress) -> Callable[[JobResult], None]:
-    """What every runner does as a job ends: keep it, report it, log a failure."""
-
-    def record(result: JobResult) -> None:
-        results.append(result)
-        on_result(result)
-        if result.status == "failed":
-            progress.log(f"[red]failed[/] {result.job.output}: {result.reason}")
-
-    return record
-
-
-def reason(exc: BaseException) -> str:
-    """A failed job's reason: the one-line message of an ArtconvError, else the exception."""
-    if isinstance(exc, ArtconvError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-
-_reason = reason  # the name batch.ray and older callers import
+# `reason` and `recorder` live beside JobResult (batch.jobs); batch.ray and the studio still
+# import them from here.
+__all__ = ["Runner", "check_sheet", "reason", "recorder", "render", "resolve_options",
+           "sheet_for"]
 
 
 # -- contact sheets --------------------------------------------------------------------------

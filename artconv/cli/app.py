@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from artconv import __version__
+from artconv._version import __version__
 from artconv.cli import batch, core, dream, features, serve, style, video
 from artconv.cli.common import state
 

@@ -8,7 +8,6 @@ import enum
 import inspect
 import json
 import sys
-import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from artconv.options import base_type, flag, literal_choices
+from artconv.options import field_name, option_fields
 
 # emoji=False: messages quote user text such as "relu4_2:-1:", which rich would turn into 👎
 console = Console(stderr=True, emoji=False)
@@ -51,41 +50,34 @@ class Ui:
 
 
 def option_parameters(cls: type, *, exclude: tuple[str, ...] = ()) -> list[inspect.Parameter]:
-    """One typer option per dataclass field. Defaults are None (= not given) so a preset's
-    values survive unless the user names the flag; the real default is shown in the help."""
-    hints = typing.get_type_hints(cls)
+    """One typer option per field of the record (`option_fields`). Defaults are None (= not
+    given) so a preset's values survive unless the user names the flag; the real default is
+    shown in the help."""
     params = []
-    for f in dataclasses.fields(cls):
-        if f.name in exclude or not f.metadata.get("cli", True):
+    for f in option_fields(cls):
+        if f.name in exclude:
             continue
-        tp, _ = base_type(hints[f.name])
-        default_text = _default_text(f.default)
-        names = [flag(f.name)] + ([f.metadata["short"]] if f.metadata.get("short") else [])
+        names = [f.flag] + ([f.short] if f.short else [])
         # escape: help text such as "pip install 'artconv[ray]'" is not rich markup
-        kwargs: dict[str, Any] = {"help": escape(f.metadata.get("help", "")),
-                                  "show_default": default_text, "rich_help_panel":
-                                  "Engine options" if f.name not in _CORE else "Network"}
-        choices = literal_choices(tp)
-        if choices:  # an Enum works on every typer version (Literal needs a recent one)
+        kwargs: dict[str, Any] = {"help": escape(f.help), "show_default":
+                                  _default_text(f.default), "rich_help_panel":
+                                  "Network" if f.core else "Engine options"}
+        if f.kind == "choice":  # an Enum works on every typer version (Literal needs a recent one)
             annotation: Any = Optional[  # noqa: UP045 - typer needs the typing form
-                enum.Enum(f"{cls.__name__}_{f.name}", {str(c): str(c) for c in choices})]
-        elif tp is bool:
+                enum.Enum(f"{cls.__name__}_{f.name}", {str(c): str(c) for c in f.choices})]
+        elif f.kind == "bool":
             annotation = Optional[bool]  # noqa: UP045
-            names = [f"{flag(f.name)}/--no-{flag(f.name)[2:]}"]
-        elif tp in (int, float):
-            annotation = Optional[tp]  # noqa: UP045
+            names = [f"{f.flag}/--no-{f.flag[2:]}"]
+        elif f.kind in ("int", "float"):
+            annotation = Optional[f.type]  # noqa: UP045
         else:  # str, tuples (comma-separated), paths
             annotation = Optional[str]  # noqa: UP045
-            if typing.get_origin(tp) is tuple:
+            if f.kind == "list":
                 kwargs["help"] += " Comma-separated."
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                         default=typer.Option(None, *names, **kwargs),
                                         annotation=annotation))
     return params
-
-
-_CORE = {"arch", "weights", "preprocess", "pooling", "avg_rescale", "seamless", "backbone",
-         "device", "precision", "seed"}
 
 
 def _default_text(value: Any) -> str:
@@ -122,7 +114,7 @@ def command(app: typer.Typer, name: str, fn: Callable[..., Any],
     wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     wrapper.__doc__ = help
-    wrapper.__name__ = name.replace("-", "_")
+    wrapper.__name__ = field_name(name)
     app.command(name, help=help)(wrapper)
 
 

@@ -3,7 +3,8 @@
 the engine with its octave loop (engine) and zoom videos above it (zoom).
 
 The option record loads with the package (it needs no torch, so `--help` stays fast); every
-other name loads from `artconv.deepdream.engine` on first use, so
+other name loads from `artconv.deepdream.engine` (or, for zoom videos,
+`artconv.deepdream.zoom`) on first use, so
 `from artconv.deepdream import X` keeps working for every public name.
 """
 
@@ -14,4 +15,4 @@ from artconv.deepdream.options import DreamOptions
 
 __all__ = ["DreamOptions"]
 
-__getattr__ = forward(__name__, "artconv.deepdream.engine")
+__getattr__ = forward(__name__, "artconv.deepdream.engine", "artconv.deepdream.zoom")

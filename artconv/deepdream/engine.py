@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -53,7 +52,7 @@ from artconv.deepdream.transforms import (
     roll,
 )
 from artconv.device import memory_format, resolve_device, resolve_precision
-from artconv.engine import Callback, Interrupted, Step, keep_going
+from artconv.engine import Callback, Display, Interrupted, Step, keep_going
 from artconv.errors import ArtconvError
 from artconv.io.images import ImageSource, load_image, resize_to, to_pil
 from artconv.io.recipe import make_recipe
@@ -61,26 +60,8 @@ from artconv.nets.extractor import FeatureExtractor
 from artconv.nets.tiling import Tile
 from artconv.nets.weights import ArtconvWarning
 
-
-@dataclass(frozen=True)
-class DreamStep(Step):
-    """A dream step: an `artconv.engine.Step` that also answers to the dream's own names
-    (`octave`, `octaves`, `objective`) of the former `StepInfo`."""
-
-    @property
-    def octave(self) -> int:
-        return self.stage
-
-    @property
-    def octaves(self) -> int:
-        return self.stages
-
-    @property
-    def objective(self) -> float:
-        return float(self.figures["objective"])
-
-
-StepInfo = Step  # the former per-step record of the dream engine
+# The dream's former step records: `octave`, `objective` are Step's now.
+DreamStep = StepInfo = Step
 FIGURES_EVERY = 10  # a display without a callback: read the objective this often
 
 
@@ -154,16 +135,16 @@ class _Call:
         return out[0] if single else torch.stack(out)
 
     def record(self, index: int, octave: int, step: int, value: float | None, frame: int
-               ) -> DreamStep:
+               ) -> Step:
         """The step record after `step` of `octave` of image `index`; `value` None: the
         objective was not read this step, the figures repeat the last ones read."""
         hw = self.sizes[octave - 1]
         if value is not None:
             self.figures = {"objective": value}
-        return DreamStep(engine="dream", stage=octave, stages=len(self.sizes), step=step,
-                         steps=self.steps, done=self.done, total=self.total,
-                         figures=dict(self.figures), size=hw, frame=frame,
-                         _image=functools.partial(self.image_at, index, hw, self.img))
+        return Step(engine="dream", stage=octave, stages=len(self.sizes), step=step,
+                    steps=self.steps, done=self.done, total=self.total,
+                    figures=dict(self.figures), size=hw, frame=frame,
+                    _image=functools.partial(self.image_at, index, hw, self.img))
 
     def image_at(self, index: int, hw: tuple[int, int], img: torch.Tensor) -> torch.Tensor:
         """The batch while image `index` is `img` (at an octave of size `hw`): the images
@@ -183,7 +164,7 @@ class Dreamer:
 
     def __init__(self, options: DreamOptions | None = None, *,
                  extractor: FeatureExtractor | None = None, callback: Callback | None = None,
-                 progress: Any = None, **overrides: Any) -> None:
+                 progress: Display | None = None, **overrides: Any) -> None:
         """`callback(step)` runs after every step; returning False stops the dream.
         `progress` (anything with `on_step(step)`, e.g. artconv.progress.Progress) is told
         of every step too."""
@@ -391,25 +372,6 @@ def dream(image: ImageSource, options: DreamOptions | None = None, *,
         return to_pil(dreamer.run(load_image(image, dreamer.options.size)))
 
 
-def dream_frames(image: ImageSource, folder: str | Path, options: DreamOptions | None = None,
-                 *, extractor: FeatureExtractor | None = None, progress: Any = None,
-                 **overrides: Any) -> list[Path]:
-    """Write a zoom video's frames (see artconv.deepdream.zoom); resumes an interrupted run."""
-    from artconv.deepdream.zoom import dream_frames as write  # the driver above the engine
-
-    return write(image, folder, options, extractor=extractor, progress=progress, **overrides)
-
-
-# Zoom-video names once defined here; they live in artconv.deepdream.zoom now.
-_ZOOM_NAMES = ("frame_paths", "gif_path", "write_gif", "write_frames")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ZOOM_NAMES:
-        return getattr(importlib.import_module("artconv.deepdream.zoom"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["GUIDE_FEATURES_MAX", "REFERENCE_SIDE", "DreamInterrupted", "DreamOptions",
-           "DreamStep", "Dreamer", "StepInfo", "affine_warp", "dream", "dream_frames",
+           "DreamStep", "Dreamer", "StepInfo", "affine_warp", "dream",
            "keep_colors", "lap_normalize"]

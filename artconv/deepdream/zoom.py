@@ -12,7 +12,6 @@ frame is rounded to 8 bits before it is continued, so a resumed run matches an u
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from PIL import Image
 from artconv.deepdream.engine import Dreamer
 from artconv.deepdream.options import DreamOptions
 from artconv.deepdream.transforms import affine_warp
-from artconv.engine import Step
+from artconv.engine import Relay
 from artconv.errors import ArtconvError
 from artconv.io.images import ImageSource, atomic_path, load_image
 from artconv.io.writers import write_picture
@@ -88,7 +87,7 @@ def _continue(dreamer: Dreamer, original: torch.Tensor, paths: list[Path], done:
     objective = dreamer.prepare(original)
     current = original if not done else _resume_from(dreamer, paths[done - 1], original)
     per_frame = len(dreamer.octave_sizes(*original.shape[-2:])) * o.steps
-    relay = _Relay(dreamer, (len(paths) - done) * per_frame)
+    relay = Relay(dreamer.notify, total=(len(paths) - done) * per_frame)
     for k in range(done + 1, len(paths) + 1):
         src = current if k == 1 else affine_warp(current, o.zoom, o.rotate, "bicubic")
         out = dreamer.run(src.clamp(0, 1)[0], objective, frame=k, callback=relay)
@@ -99,21 +98,6 @@ def _continue(dreamer: Dreamer, original: torch.Tensor, paths: list[Path], done:
         current = dreamer.to_batch(out)
         relay.offset += per_frame
     return len(paths)
-
-
-class _Relay:
-    """The engine's per-call callback during a zoom video: each frame's steps are counted
-    over the whole video (`done`/`total`), then passed to the dreamer's own callback and
-    progress display; remembers whether they asked to stop."""
-
-    def __init__(self, dreamer: Dreamer, total: int) -> None:
-        self.dreamer, self.total, self.offset, self.stopped = dreamer, total, 0, False
-
-    def __call__(self, step: Step) -> bool:
-        step = dataclasses.replace(step, done=self.offset + step.done, total=self.total)
-        if not self.dreamer.notify(step):
-            self.stopped = True
-        return not self.stopped
 
 
 def _resume_from(dreamer: Dreamer, last: Path, original: torch.Tensor) -> torch.Tensor:

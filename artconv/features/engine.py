@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from artconv.device import resolve_device, resolve_precision
-from artconv.engine import Callback, Interrupted, Step, keep_going
+from artconv.engine import Callback, Display, Interrupted, Step, keep_going
 from artconv.errors import ArtconvError
 from artconv.features.extract import (
     AxisSampling,
@@ -62,10 +62,7 @@ UPSAMPLE_MODES = ("bilinear", "nearest", "none")
 FeatureBatch = torch.Tensor | list[dict[str, torch.Tensor]]
 
 
-class StepListener(Protocol):
-    """A display adapter on the step callback (`artconv.progress.Progress` is one)."""
-
-    def on_step(self, step: Step) -> object: ...
+StepListener = Display  # the features engine's former name for a display adapter
 
 
 @dataclass
@@ -108,7 +105,7 @@ class FeatureEngine:
 
     def __init__(self, options: FeatureOptions | None = None, *,
                  extractor: FeatureExtractor | None = None, callback: Callback | None = None,
-                 progress: StepListener | None = None, **overrides: Any) -> None:
+                 progress: Display | None = None, **overrides: Any) -> None:
         opts = options or FeatureOptions()
         self.options = opts.replace(**overrides) if overrides else opts.validated()
         self.fx = extractor if extractor is not None else cached_extractor(self.options)
@@ -211,7 +208,7 @@ build_extractor = cached_extractor
 def pixel_features(image: ImageSource, layers: Sequence[str] | str | None = None, *,
                    pooling: str | None = None, upsample: str | None = "bilinear",
                    extractor: FeatureExtractor | nn.Sequential | Backbone | None = None,
-                   progress: StepListener | None = None, **options: Any) -> Output:
+                   progress: Display | None = None, **options: Any) -> Output:
     """Every pixel's feature vector: the layers' maps at the image's resolution, concatenated
     in the order given -> (C, H, W) on the CPU. `upsample=None` returns {name: map} at each
     layer's own resolution instead. With `pooling="none"` all maps are natively H x W.

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from artconv import outputs
-from artconv.engine import Callback
+from artconv.engine import Callback, Display
 from artconv.errors import ArtconvError
 from artconv.features.arrays import (
     Features,
@@ -38,7 +38,7 @@ from artconv.features.arrays import (
     sidecar_bytes,
     write_array,
 )
-from artconv.features.engine import FeatureEngine, StepListener
+from artconv.features.engine import FeatureEngine
 from artconv.features.extract import Output, allocate
 from artconv.features.options import FeatureOptions
 from artconv.features.pca import fit_pca, sample_pixels
@@ -235,7 +235,7 @@ def human(n: float) -> str:
 # -- entry points ---------------------------------------------------------------------------------
 def write_features(image: str | Path, output: str | Path, opts: FeatureOptions, *,
                    extractor: FeatureExtractor, callback: Callback | None = None,
-                   progress: StepListener | None = None) -> dict[str, Any]:
+                   progress: Display | None = None) -> dict[str, Any]:
     """One image's features into `output` (an array file, or with `similar_to` a heat-map
     picture): the batch renderer's entry point. `callback`/`progress` as for the engine."""
     (files,) = plan_files([Path(image)], opts, str(output))

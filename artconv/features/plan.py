@@ -23,7 +23,7 @@ from artconv.errors import ArtconvError
 from artconv.features.options import FeatureOptions
 from artconv.nets.extractor import FeatureExtractor
 from artconv.nets.geometry import CellGeometry, LayerGeometry, walk
-from artconv.nets.tiling import Span, Tile, grid, spans
+from artconv.nets.tiling import Span, Tile, grid, largest_tile, spans
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 GIB = 2**30
@@ -195,19 +195,18 @@ def _margin(slots: Sequence[LayerSlot], upsample: str, align: int) -> int:
 
 def _auto_tile(fx: FeatureExtractor, deepest: str, names: Sequence[str], hw: tuple[int, int],
                align: int, margin: int, channels: int, budget: float) -> int:
-    """The largest core side (a multiple of `align`) whose tile fits the memory budget."""
+    """The largest core side (a multiple of `align`) whose tile, with its context, fits the
+    memory budget: the whole image when it fits untiled, at least one `align` step."""
     h, w = hw
     if forward_bytes(fx, deepest, names, hw, channels) <= budget:
         return max(h, w)
-    lo, hi = 1, max(1, math.ceil(max(h, w) / align))  # in units of `align`
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        side = mid * align + 2 * margin
-        if forward_bytes(fx, deepest, names, (min(h, side), min(w, side)), channels) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo * align
+
+    def fits(core: int) -> bool:
+        side = core + 2 * margin
+        return forward_bytes(fx, deepest, names, (min(h, side), min(w, side)),
+                             channels) <= budget
+
+    return largest_tile(fits, max(h, w), align) or align
 
 
 def forward_bytes(fx: FeatureExtractor, deepest: str, names: Iterable[str],

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-import artconv
+from artconv._version import __version__
 from artconv.errors import ArtconvError
 from artconv.io.files import IMAGE_EXTENSIONS, url_of
 from artconv.outputs import CLIP_FOLDER_RECORD, CLIP_FRAME_NAME, CLIP_WORK_SUFFIX
@@ -23,7 +23,7 @@ def make_recipe(engine: str, options: Any, *, weights: str, inputs: Sequence[Any
     """A JSON-ready record: engine, full options (with their seed), weights identity,
     inputs, the device and precision actually used, and artconv/torch versions."""
     return {
-        "artconv": artconv.__version__,
+        "artconv": __version__,
         "engine": engine,
         "options": options.to_dict(),
         "seed": getattr(options, "seed", None),

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from artconv.nets import pooling as pooling_mod
+from artconv.nets.shapes import conv_out, pair
 
-_pair = pooling_mod._pair
 FLAT = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Linear)
 
 
@@ -111,7 +111,7 @@ class _State:
         self.hi += self.stride * (d * (k - 1) - p)
         self.stride *= s
         if resize:
-            self.height, self.width = (_conv_out(n, k, s, p, d, ceil)
+            self.height, self.width = (conv_out(n, k, s, p, d, ceil)
                                        for n in (self.height, self.width))
 
 
@@ -135,13 +135,13 @@ def _step(state: _State, m: nn.Module, scale: float | None) -> tuple[float, str]
     if isinstance(m, FLAT):
         state.spatial = False
         if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
-            state.height, state.width = _pair(m.output_size)
+            state.height, state.width = pair(m.output_size)
         return 0.0, ""
     if isinstance(m, nn.Conv2d):
         return _conv(state, m)
     if isinstance(m, pooling_mod.POOL_TYPES):
-        k, s, p = (_pair(v)[0] for v in (m.kernel_size, m.stride, m.padding))
-        state.window(k, s, _pair(getattr(m, "dilation", 1))[0], p, m.ceil_mode)
+        k, s, p = (pair(v)[0] for v in (m.kernel_size, m.stride, m.padding))
+        state.window(k, s, pair(getattr(m, "dilation", 1))[0], p, m.ceil_mode)
         flops = float(state.channels * state.height * state.width * k * k)
         return flops, f"x{scale:.3f}" if scale else ""
     if isinstance(m, pooling_mod.DilatedPool2d):
@@ -171,16 +171,6 @@ def _conv(state: _State, m: nn.Conv2d) -> tuple[float, str]:
     state.channels = m.out_channels
     note = f"stride {s}" if s > 1 else f"dilation {d}" if d > 1 else ""
     return flops, note
-
-
-def _conv_out(n: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> int:
-    span = n + 2 * p - d * (k - 1) - 1
-    if span < 0:
-        return 0
-    out = (math.ceil if ceil else math.floor)(span / s) + 1
-    if ceil and (out - 1) * s >= n + p:  # torch drops a last window starting in the padding
-        out -= 1
-    return out
 
 
 def _kind(m: nn.Module) -> str:

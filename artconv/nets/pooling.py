@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from artconv.errors import ArtconvError
+from artconv.nets.shapes import pair, wrap_pad
 
 PoolingMode = Literal["max", "avg", "strided", "none"]
 POOLING_MODES: tuple[str, ...] = ("max", "avg", "strided", "none")
@@ -86,8 +87,8 @@ class DilatedPool2d(nn.Module):
         super().__init__()
         self.circular = circular
         self.kind = "max" if isinstance(pool, nn.MaxPool2d) else "avg"
-        self.kernel = _pair(pool.kernel_size)
-        self.padding = _pair(pool.padding)
+        self.kernel = pair(pool.kernel_size)
+        self.padding = pair(pool.padding)
         self.dilation = dilation
         self.scale = getattr(pool, "scale", 1.0)
 
@@ -96,8 +97,6 @@ class DilatedPool2d(nn.Module):
         (kh, kw), (ph, pw) = self.kernel, self.padding
         pad = (d * pw, d * (kw - 1 - pw), d * ph, d * (kh - 1 - ph))
         if self.circular:
-            from artconv.nets.seamless import wrap_pad
-
             padded = wrap_pad(x, pad)
             if self.kind == "max":
                 return F.max_pool2d(padded, (kh, kw), stride=1, dilation=d)
@@ -145,11 +144,11 @@ def _strided(items: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
     for i, (name, module) in enumerate(items):
         if not isinstance(module, POOL_TYPES):
             continue
-        stride = _pair(module.stride)[0]
+        stride = pair(module.stride)[0]
         nxt = next((j for j in range(i + 1, len(items))
                     if isinstance(items[j][1], (nn.Conv2d, *POOL_TYPES))), None)
         if nxt is not None and isinstance(items[nxt][1], nn.Conv2d):
-            conv = _copy_conv(items[nxt][1], stride=_pair(items[nxt][1].stride)[0] * stride)
+            conv = _copy_conv(items[nxt][1], stride=pair(items[nxt][1].stride)[0] * stride)
             out[nxt] = (items[nxt][0], conv)
             items[nxt] = (items[nxt][0], conv)
             out[i] = (name, RemovedPool(stride))
@@ -164,9 +163,9 @@ def _atrous(items: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
     for name, module in items:
         if isinstance(module, POOL_TYPES):
             out.append((name, DilatedPool2d(module, dilation)))
-            dilation *= _pair(module.stride)[0]
+            dilation *= pair(module.stride)[0]
         elif isinstance(module, nn.Conv2d):
-            stride = _pair(module.stride)[0]
+            stride = pair(module.stride)[0]
             if dilation > 1 or stride > 1:
                 module = _copy_conv(module, stride=1, dilation_factor=dilation)
             out.append((name, module))
@@ -230,7 +229,3 @@ def pink_noise(size: int, seed: int = 0) -> torch.Tensor:
     img = torch.fft.irfft2(amp * torch.exp(1j * phase), s=(size, size))
     img = (img - img.mean()) / img.std()
     return (0.5 + 0.2 * img).clamp(0, 1).unsqueeze(0)
-
-
-def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[-1]))

@@ -20,31 +20,15 @@ from __future__ import annotations
 import copy
 import itertools
 from collections import OrderedDict
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from artconv.nets import pooling as pooling_mod
-from artconv.nets.geometry import _conv_out
+from artconv.nets.shapes import conv_out, pair, wrap_pad
 
-_pair = pooling_mod._pair
 PAD_TYPES = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
-
-
-def wrap_pad(x: torch.Tensor, pad: Sequence[int]) -> torch.Tensor:
-    """`F.pad(x, pad, mode="circular")` for (left, right, top, bottom) on the last two axes,
-    also where a pad exceeds the map (it wraps more than once) or is negative (it crops)."""
-    left, right, top, bottom = (int(p) for p in pad)
-    if not (left or right or top or bottom):
-        return x
-    h, w = x.shape[-2:]
-    if min(pad) >= 0 and max(left, right) <= w and max(top, bottom) <= h:
-        return F.pad(x, (left, right, top, bottom), mode="circular")
-    rows = torch.arange(-top, h + bottom, device=x.device) % h
-    cols = torch.arange(-left, w + right, device=x.device) % w
-    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 class CircularConv2d(nn.Conv2d):
@@ -61,15 +45,15 @@ class CircularConv2d(nn.Conv2d):
 def _window_pads(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> tuple[int, int]:
     """(before, after) wrap of one axis so an unpadded, floor-mode pool gives the padded
     pool's output size, each window seeing the pixels the torus puts there."""
-    out = _conv_out(n, k, s, p, d, ceil)
+    out = conv_out(n, k, s, p, d, ceil)
     need = (out - 1) * s + d * (k - 1) + 1 if out > 0 else 0
     return p, need - n - p
 
 
 def _pool_pad(x: torch.Tensor, pool: nn.Module) -> torch.Tensor:
-    (kh, kw), (sh, sw), (ph, pw) = (_pair(v) for v in (pool.kernel_size, pool.stride,
+    (kh, kw), (sh, sw), (ph, pw) = (pair(v) for v in (pool.kernel_size, pool.stride,
                                                        pool.padding))
-    dh, dw = _pair(getattr(pool, "dilation", 1))
+    dh, dw = pair(getattr(pool, "dilation", 1))
     h, w = x.shape[-2:]
     top, bottom = _window_pads(h, kh, sh, ph, dh, pool.ceil_mode)
     left, right = _window_pads(w, kw, sw, pw, dw, pool.ceil_mode)

@@ -13,8 +13,8 @@ runs. Style targets are computed once per style and scale under no_grad and reus
 content images and `run()` calls (unless colours are preserved: then they depend on the
 content).
 
-The engine keeps the contract of `artconv.engine`: a `Step` after every step (`StepInfo`, a
-`Step` with the per-image losses), a callback returning False stops with the result so far,
+The engine keeps the contract of `artconv.engine`: a `Step` after every step (with the
+per-image losses in `per_image`), a callback returning False stops with the result so far,
 Ctrl-C becomes `Interrupted` with the result so far, and `recipe()` is the one place a style
 recipe is made. The pieces: `weights` (loss weights), `targets` (style statistics and their
 cache), `optimise` (the objective and the per-scale state); this module runs the ladder.
@@ -27,13 +27,13 @@ import math
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import torch
 from PIL import Image
 
 from artconv.device import memory_format, resolve_device, resolve_precision
-from artconv.engine import Callback, Interrupted, Step, keep_going
+from artconv.engine import Callback, Display, Interrupted, Step, keep_going
 from artconv.errors import ArtconvError
 from artconv.io import color
 from artconv.io.images import (
@@ -81,33 +81,7 @@ from artconv.style.weights import (
 FIGURES_EVERY = 10  # Adam without a callback: read losses from the device this often
 
 
-class Display(Protocol):
-    """A progress display (`artconv.progress.Progress`): called with every step."""
-
-    def on_step(self, step: Step) -> Any: ...
-
-
-@dataclass(frozen=True)
-class StepInfo(Step):
-    """The style engine's `Step`: `stage` is the scale (1-based), `size` its (height, width),
-    `figures` the losses summed over the batch (content, style, tv, loss). `per_image` holds
-    each image's total loss; it is empty on a step whose losses were not read (Adam with a
-    display but no callback reads them every FIGURES_EVERY steps; `figures` then repeat the
-    last ones read). `scale` (0-based), `scales` and `total_step` are the earlier names."""
-
-    per_image: tuple[float, ...] = ()
-
-    @property
-    def scale(self) -> int:
-        return self.stage - 1
-
-    @property
-    def scales(self) -> int:
-        return self.stages
-
-    @property
-    def total_step(self) -> int:
-        return self.done
+StepInfo = Step  # the style engine's former step record: `per_image`, `scale` are Step's now
 
 
 @dataclass
@@ -164,8 +138,8 @@ class _Run:
         figures = dict(self.figures)
         if self.tiles > 1:
             figures["tiles"] = self.tiles
-        info = StepInfo("style", stage, self.stages, step, steps, self.done, self.total,
-                        figures, hw, 0, self.scale.current, per_image=per_image)
+        info = Step("style", stage, self.stages, step, steps, self.done, self.total,
+                    figures, hw, 0, self.scale.current, per_image=per_image)
         return all([keep_going(callback, info) for callback in self.callbacks])
 
 
@@ -173,7 +147,7 @@ class StyleTransfer:
     """The style engine: one network, options, and the coarse-to-fine optimisation.
 
     `extractor` lets a batch share one network (the options' network fields are then not
-    used to build one). `callback` gets a `StepInfo` after every step (`run(callback=)`
+    used to build one). `callback` gets a `Step` after every step (`run(callback=)`
     replaces it for one call); `progress`, a display with `on_step`, is told as well.
     """
 
