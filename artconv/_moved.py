@@ -26,7 +26,7 @@ MOVED = {
     "artconv.recipe": "artconv.io.recipe",
     "artconv.sheet": "artconv.io.sheet",
     "artconv.color": "artconv.io.color",
-    "artconv.losses": "artconv.style.losses",
+    "artconv.style.losses": "artconv.losses.functional",
     "artconv.objectives": "artconv.deepdream.objectives",
     "artconv.featurefiles": "artconv.features.files",
     "artconv.pca": "artconv.features.pca",
