@@ -27,6 +27,7 @@ MOVED = {
     "artconv.sheet": "artconv.io.sheet",
     "artconv.color": "artconv.io.color",
     "artconv.style.losses": "artconv.losses.functional",
+    "artconv.style.weights": "artconv.losses.weights",
     "artconv.objectives": "artconv.deepdream.objectives",
     "artconv.featurefiles": "artconv.features.files",
     "artconv.pca": "artconv.features.pca",

@@ -48,7 +48,7 @@ FORBIDDEN = [
 # The option records and the registry feed `--help`: torch must not load with them.
 TORCH_FREE = ["artconv.options", "artconv.registry", "artconv.engine", "artconv.errors",
               "artconv.outputs", "artconv.style.options", "artconv.deepdream.options",
-              "artconv.features.options", "artconv.batch.options"]
+              "artconv.features.options", "artconv.batch.options", "artconv.losses.weights"]
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:

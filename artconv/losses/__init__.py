@@ -25,6 +25,9 @@ every step::
         loss = (w_content * content(feats, y) + w_style * style(feats, y)
                 + w_tv * tv(feats, y)).mean()       # each term is (N,)
 
+Weights (defaults per network scale, --loss-scale): `artconv.losses.weights`, torch-free
+like this package's import (names load from the modules on first use).
+
 Region masks: `Style(targets_with_a_tuple_per_layer, ..., regions=Regions(masks))`.
 Tiles: `Content.owned`, `Style.sums` / `Style.from_sums` / `Style.surrogate`, `TV.in_bands`
 (see `artconv.style.tiled`).
@@ -32,48 +35,7 @@ Tiles: `Content.owned`, `Style.sums` / `Style.from_sums` / `Style.surrogate`, `T
 
 from __future__ import annotations
 
-from artconv.losses.functional import (
-    MIN_MASS,
-    SQRTM_ITERS,
-    W2_EPS,
-    GaussianTarget,
-    StyleKind,
-    StyleTarget,
-    blend,
-    content_loss,
-    content_scale,
-    covariance,
-    gram,
-    gram_loss,
-    gram_scale,
-    layer_mask,
-    mask_mass,
-    moment_sums,
-    moments,
-    sqrtm_eigh,
-    sqrtm_newton_schulz,
-    statistics,
-    statistics_from_sums,
-    style_target,
-    target_scale,
-    tv_loss,
-    w2_from_moments,
-    w2_loss,
-    w2_scale,
-)
-from artconv.losses.terms import (
-    TV,
-    Content,
-    ContentLoss,
-    Part,
-    Pixel,
-    Regions,
-    Style,
-    StyleLoss,
-    Sums,
-    Term,
-    style_targets,
-)
+from artconv._moved import forward
 
 __all__ = [
     "MIN_MASS", "SQRTM_ITERS", "TV", "W2_EPS", "Content", "ContentLoss", "GaussianTarget",
@@ -83,3 +45,5 @@ __all__ = [
     "sqrtm_newton_schulz", "statistics", "statistics_from_sums", "style_target",
     "style_targets", "target_scale", "tv_loss", "w2_from_moments", "w2_loss", "w2_scale",
 ]
+
+__getattr__ = forward(__name__, "artconv.losses.functional", "artconv.losses.terms")
