@@ -45,6 +45,14 @@ from artconv.io.images import (
     to_pil,
 )
 from artconv.io.recipe import make_recipe
+from artconv.losses.weights import (
+    DEFAULT_WEIGHTS,
+    TV_L1_FACTOR,
+    LossWeights,
+    default_layer_weights,
+    resolve_weights,
+    weights_kind,
+)
 from artconv.nets.extractor import FeatureExtractor
 from artconv.presets import Sources, options_for, resolve_sources
 from artconv.style.masks import Masks
@@ -68,14 +76,6 @@ from artconv.style.tiled import (
     choose_tile,
     estimate,
     tiles_needed,
-)
-from artconv.style.weights import (
-    DEFAULT_WEIGHTS,
-    TV_L1_FACTOR,
-    LossWeights,
-    default_layer_weights,
-    resolve_weights,
-    weights_kind,
 )
 
 FIGURES_EVERY = 10  # Adam without a callback: read losses from the device this often
