@@ -62,15 +62,15 @@ def train_command(**kwargs: Any) -> None:
     sources = resolve_sources(kwargs["styles"], "style")
     output = kwargs["output"] or Path.cwd() / ("_".join(sources.names) + ".safetensors")
     photos = list_photos(kwargs["images"])
-    with Progress(quiet=ui.quiet or ui.json) as progress:
-        say = progress.log if not (ui.quiet or ui.json) else None
-        try:
+    try:
+        with Progress(quiet=ui.quiet or ui.json) as progress:
+            say = progress.log if not (ui.quiet or ui.json) else None
             result = train(options, [str(s) for s in sources.images], photos, output,
                            callback=progress.on_step, log=say)
-        except Interrupted:
-            console.print(f"interrupted: wrote a checkpoint and the model so far to {output}; "
-                          "run the same command to resume", highlight=False)
-            raise typer.Exit(130) from None
+    except Interrupted:
+        console.print(f"interrupted: wrote a checkpoint and the model so far to {output}; "
+                      "run the same command to resume", highlight=False)
+        raise typer.Exit(130) from None
     ui.result({"output": str(result.output), "steps": result.steps, "done": result.done,
                "photos": result.photos, "heldout": result.heldout,
                "skipped": result.skipped, "photos_per_second": round(

@@ -58,18 +58,20 @@ from artconv.io.images import fit_longest, load_image
 from artconv.io.recipe import make_recipe
 from artconv.losses import functional as lf
 from artconv.losses import terms
+from artconv.losses.weights import resolve_weights, weights_kind
 from artconv.nets.extractor import FeatureExtractor
 from artconv.nets.weights import file_digest
 from artconv.outputs import check_write_paths, sweep_temporaries
 from artconv.presets import download_image
 
-# (content, style, tv) weights with --loss-scale auto, chosen for training (README: the
-# measurements behind them). TV is on pixels, as in the style engine.
+# (content, style, tv) weights with --loss-scale auto (the default), chosen for training
+# (README: the measurements behind them); TV is on pixels, as in the style engine. With
+# --loss-scale network the style engine's per-network defaults apply (not tuned for
+# training).
 TRAIN_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "gram": (1.0, 10.0, 2.0),
     "w2": (1.0, 10.0, 2.0),
 }
-TV_L1_FACTOR = 0.05  # as the style engine's: L1 TV's gradient equals L2's at a 2.5% step
 # The temporal term's motion (issue 23; ReReVST, Wang et al. 2020): a second "frame" is the
 # crop moved by up to MOTION_SHIFT of its side, turned up to MOTION_TURN degrees and scaled
 # by up to MOTION_ZOOM either way, plus Gaussian noise of MOTION_NOISE: what two frames of
@@ -80,41 +82,10 @@ ROWS = ("content", "style", "tv")
 PREVIEWS = 4  # photos in the preview sheet when none could be held out
 
 
-@dataclass(frozen=True)
-class TrainWeights:
-    """The weights a run uses (defaults resolved), recorded in the recipe."""
-
-    scale: str
-    content: float
-    style: float
-    tv: float
-    temporal: float
-    style_layers: tuple[float, ...]  # normalised to sum 1
-
-    @property
-    def relative(self) -> bool:
-        return self.scale == "auto"
-
-
-def resolve_weights(options: TrainOptions) -> TrainWeights:
-    """--content/--style/--tv-weight as given, else the training defaults; style layers
-    equal unless --style-layer-weights; --temporal-weight auto = `TEMPORAL_AUTO`."""
-    if options.loss_scale != "auto":
-        raise ArtconvError("--loss-scale network: training uses relative losses only "
-                           "(auto); give --content-weight/--style-weight to change the "
-                           "balance")
-    content, style, tv = TRAIN_WEIGHTS[options.style_loss]
-    if options.tv_loss == "l1":
-        tv *= TV_L1_FACTOR
-    raw = options.style_layer_weights or (1.0,) * len(options.style_layers)
-    temporal = options.temporal()
-    return TrainWeights(
-        options.loss_scale,
-        content if options.content_weight is None else options.content_weight,
-        style if options.style_weight is None else options.style_weight,
-        tv if options.tv_weight is None else options.tv_weight,
-        TEMPORAL_AUTO if temporal == "auto" else float(temporal),
-        tuple(w / sum(raw) for w in raw))
+def temporal_weight(options: TrainOptions) -> float:
+    """--temporal-weight as a number: auto = `TEMPORAL_AUTO`, 0 = off."""
+    value = options.temporal()
+    return TEMPORAL_AUTO if value == "auto" else float(value)
 
 
 class Trainer:
@@ -130,13 +101,14 @@ class Trainer:
                  **overrides: Any) -> None:
         opts = options or TrainOptions()
         self.options = opts.replace(**overrides) if overrides else opts.validated()
-        self.weights = resolve_weights(self.options)
         self.device = resolve_device(self.options.device)
         self.precision = resolve_precision(self.options.precision, self.device)
         self.memory_format = memory_format(self.device, self.precision)
         self.fx = extractor if extractor is not None else FeatureExtractor.from_options(
             self.options)
         self.fx.to(self.device, memory_format=self.memory_format)
+        self.weights = resolve_weights(self.options, weights_kind(self.fx), auto=TRAIN_WEIGHTS)
+        self.temporal_weight = temporal_weight(self.options)
         self.fx.check_size((self.options.crop, self.options.crop), self.layers,
                            what="--crop", where=f" {self.options.crop}")
         with torch.random.fork_rng(devices=[]):
@@ -144,7 +116,7 @@ class Trainer:
             self.net = TransformerNet(self.options.width, self.options.blocks)
         self.net.to(self.device).train()
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
-        self.rows = (*ROWS, "temporal") if self.weights.temporal else ROWS
+        self.rows = (*ROWS, "temporal") if self.temporal_weight else ROWS
         self.callback = callback
         self.style: terms.Style | None = None
 
@@ -213,10 +185,10 @@ class Trainer:
         with autocast(self.device, self.precision):
             y = self.net(x, clamp=False)
         rows = self.losses(x, y.float())
-        if self.weights.temporal:
+        if self.temporal_weight:
             moved = temporal_loss(self.net, x, y.float(), generator, self.device,
                                   self.precision)
-            rows = torch.cat([rows, self.weights.temporal * moved[None]])
+            rows = torch.cat([rows, self.temporal_weight * moved[None]])
         rows.sum(0).mean().backward()
         self.optimizer.step()
         return rows.detach()
@@ -251,7 +223,8 @@ class Trainer:
     def recipe(self, inputs: Sequence[Any] = (), **extra: Any) -> dict[str, Any]:
         """The record a trained model carries (the one place it is made): every option,
         the loss network's identity, the weights used, device, precision, versions."""
-        extra.setdefault("loss_weights", dataclasses.asdict(self.weights))
+        extra.setdefault("loss_weights", {**dataclasses.asdict(self.weights),
+                                          "temporal": self.temporal_weight})
         extra.setdefault("network", {"net": "TransformerNet", **self.net.config})
         return make_recipe("train", self.options, weights=self.fx.identity, inputs=inputs,
                            device=self.device, precision=self.precision, **extra)
@@ -381,6 +354,10 @@ def train(options: TrainOptions, styles: Sequence[str | Path], images: Sequence[
         "sha256": photos_mod.digest(usable), "skipped": len(skipped)}}
     callbacks = [c for c in (callback, trainer.callback) if c is not None]
     stopped = False
+    if run.done < total:
+        say(f"training {output.name}: steps {run.done + 1}-{total}, {len(train_set)} photos "
+            f"({len(held)} held out), {opts.crop} px crops x {opts.batch_size}, "
+            f"{trainer.device} {trainer.precision}")
     with _deferred_interrupt() as interrupted:
         while run.done < total:
             step = run.done
