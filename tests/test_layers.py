@@ -53,7 +53,8 @@ FORBIDDEN = [
 TORCH_FREE = ["artconv.options", "artconv.registry", "artconv.engine", "artconv.errors",
               "artconv.outputs", "artconv.style.options", "artconv.deepdream.options",
               "artconv.features.options", "artconv.batch.options", "artconv.losses.weights",
-              "artconv.fast.train_options"]
+              "artconv.losses.options",
+              "artconv.fast.train_options", "artconv.fast.options"]
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
