@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from PIL import Image
 
+from artconv import registry
 from artconv.device import memory_format, resolve_device, resolve_precision
 from artconv.engine import Callback, Interrupted, Step, keep_going
 from artconv.errors import ArtconvError
@@ -445,14 +446,29 @@ def build_options(sources: Sources | None = None, preset: str | None = None,
                        named=sources.presets if sources is not None else ())
 
 
-def stylize(content: ImageSource, style: ImageSource | Sequence[ImageSource], *,
+def stylize(content: ImageSource, style: ImageSource | Sequence[ImageSource] | None = None, *,
             preset: str | None = None, extractor: FeatureExtractor | None = None,
             progress: Display | None = None, callback: Callback | None = None,
             **options: Any) -> Image.Image:
     """Stylise `content` with one style image or several (`blend=` weights) and return the
     result as a PIL image. Images may be paths, PIL images, arrays or tensors; a style may
     also be a style preset's name. `options` are `StyleOptions` fields and override
-    `preset`'s values."""
+    `preset`'s values.
+
+    With `model=` (a trained network: `artconv train`'s .safetensors, a pytorch/examples
+    .pth or a published model's name) and no style, the registry's engine for it (the fast
+    engine) makes the picture in one pass: `stylize("photo.jpg", model="m.safetensors",
+    size=512)`; `options` are then its fields."""
+    engine, values = registry.route("style", options)
+    if engine != "style":
+        if style is not None:
+            raise ArtconvError("stylize: give a style or model=, not both (the model is the "
+                               "style)")
+        opts = options_for(engine, preset, values)
+        routed = registry.get(engine).engine(opts, progress=progress)
+        return to_pil(routed.run(load_image(content, opts.size)[None], callback=callback)[0])
+    if style is None:
+        raise ArtconvError("stylize: give a style image or preset (or model=)")
     sources = resolve_styles(style)
     opts = build_options(sources, preset, options)
     opts.blend_weights(len(sources.images))  # fail before loading anything
