@@ -18,18 +18,28 @@ Two optional fields tell a batch how to feed it:
   itself (features: arrays larger than memory are memory-mapped into the output file)
   instead of returning it to the writer; it is called as
   `run_job(input, output, options, *, extractor=..., progress=...)`.
+
+Two more say what an engine needs and where its jobs come from:
+
+* `network`: False for an engine that needs no feature extractor (a trained style network):
+  a batch then loads none for it and passes `extractor=None`;
+* `via`: (engine, option) - the other engine's command and batch take this engine's jobs
+  when that option is given: `artconv style PHOTO --model M` and `artconv batch style
+  --model M` run the fast engine (`route`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import Any
 
 from artconv.deepdream.options import DreamOptions
 from artconv.errors import ArtconvError
+from artconv.fast.options import FastOptions
 from artconv.features.options import FeatureOptions
-from artconv.options import CoreOptions
+from artconv.options import CoreOptions, flag
 from artconv.style.options import StyleOptions
 
 
@@ -44,6 +54,8 @@ class EngineSpec:
     summary: str = ""
     input_size: str | None = "size"  # option: longest side a batch loads inputs at
     job_runner_path: str | None = None  # "module:function" for engines that write themselves
+    network: bool = True  # needs a FeatureExtractor (a batch loads one for it)
+    via: tuple[str, str] | None = None  # (engine, option): that engine's jobs with the option
 
     @property
     def engine(self) -> type:
@@ -78,6 +90,10 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
                "artconv.features.files:write_result", "{content}.npy",
                summary="Per-pixel features (hypercolumns)",
                job_runner_path="artconv.features.files:write_features"),
+    EngineSpec("fast", FastOptions, "artconv.fast.engine:FastStyle",
+               "artconv.io.writers:write_picture", "{content}_fast.png",
+               summary="Fast style: a trained style network, one pass per photo (--model)",
+               network=False, via=("style", "model")),
 )}
 
 
@@ -96,3 +112,27 @@ def options_class(name: str) -> type[CoreOptions]:
 
 def names() -> tuple[str, ...]:
     return tuple(ENGINES)
+
+
+def routed(name: str) -> list[EngineSpec]:
+    """The engines whose jobs the `name` command also takes (their `via` names it)."""
+    return [spec for spec in ENGINES.values() if spec.via and spec.via[0] == name]
+
+
+def route(name: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(engine, options) for a `name` job given these option values (None: not given):
+    `name` itself, or the engine routed from it whose `via` option is given, which must
+    then take every other option given (a style's --iterations means nothing to a trained
+    network: one line naming both)."""
+    for spec in routed(name):
+        option = spec.via[1] if spec.via else ""
+        if given.get(option) is None:
+            continue
+        known = {f.name for f in dataclasses.fields(spec.options) if f.metadata.get("cli", True)}
+        values = {k: v for k, v in given.items() if v is not None}
+        extra = [k for k in values if k not in known]
+        if extra:
+            raise ArtconvError(f"{flag(extra[0])}: does not apply with {flag(option)} (the "
+                               f"{spec.name} engine takes {', '.join(map(flag, sorted(known)))})")
+        return spec.name, values
+    return name, given

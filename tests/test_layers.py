@@ -29,8 +29,13 @@ FORBIDDEN = [
      "engines report by callback"),
     ("artconv.features", ("artconv.cli", "artconv.batch", "artconv.progress", "rich",
                           "artconv.style", "artconv.deepdream"), "engines report by callback"),
-    ("artconv.style.losses", ENGINES[1:] + ("artconv.style.engine",),
-     "losses are comparisons, below the engines"),
+    ("artconv.losses", ENGINES + ("artconv.fast", "artconv.batch", "artconv.cli",
+                                  "artconv.progress", "artconv.video", "artconv.web", "rich"),
+     "the loss terms sit below the engines (the optimiser and the trainer share them)"),
+    ("artconv.fast", ENGINES + ("artconv.cli", "artconv.batch", "artconv.progress", "rich",
+                                "artconv.video", "artconv.web"),
+     "the fast engine and its trainer share the loss terms, not an engine; they report by "
+     "callback"),
     ("artconv.deepdream.objectives", ("artconv.deepdream.engine",),
      "objectives are small functions below the loop"),
     ("artconv.batch", ("artconv.cli",), "the CLI sits on batch, not the other way"),
@@ -72,7 +77,9 @@ PENDING_LOOPS = {
 # The option records and the registry feed `--help`: torch must not load with them.
 TORCH_FREE = ["artconv.options", "artconv.registry", "artconv.engine", "artconv.errors",
               "artconv.outputs", "artconv.style.options", "artconv.deepdream.options",
-              "artconv.features.options", "artconv.batch.options"]
+              "artconv.features.options", "artconv.batch.options", "artconv.losses.weights",
+              "artconv.losses.options",
+              "artconv.fast.train_options", "artconv.fast.options"]
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:

@@ -103,7 +103,8 @@ class LocalRunner:
         """The engine of `spec` for `opts`, built once; it reports to this runner's display."""
         key = (spec.name, options_key(opts))
         if key not in self._engines:
-            self._engines[key] = self.build_engine(spec, opts, self.network(opts))
+            self._engines[key] = self.build_engine(
+                spec, opts, self.network(opts) if spec.network else None)
         return self._engines[key]
 
     def build_engine(self, spec: registry.EngineSpec, opts: CoreOptions, extractor: Any) -> Any:

@@ -31,10 +31,25 @@ from artconv.cli.video import (
     style_clip,
     video_parameters,
 )
+from artconv.errors import ArtconvError
 from artconv.io.files import input_stem
 
 HELP = ("Neural style transfer: paint CONTENT in the style of STYLE image(s) or a style "
-        "preset. Ctrl-C saves the current image and exits with 130.")
+        "preset; or with --model M (no STYLE), run a trained style network on it in a "
+        "fraction of a second. Ctrl-C saves the current image and exits with 130.")
+
+
+def routed_parameters(exclude: type) -> list[inspect.Parameter]:
+    """The flags of the engines routed from `style` (registry `via`: the fast engine's
+    --model, --per-pass) that `exclude`'s record does not have already."""
+    from artconv import registry
+
+    have = {f.name for f in dataclasses.fields(exclude)}
+    params: list[inspect.Parameter] = []
+    for spec in registry.routed("style"):
+        params += option_parameters(spec.options, exclude=tuple(
+            f.name for f in dataclasses.fields(spec.options) if f.name in have))
+    return params
 
 
 def _parameters() -> list[inspect.Parameter]:
@@ -44,9 +59,10 @@ def _parameters() -> list[inspect.Parameter]:
     return [
         inspect.Parameter("content", kw, annotation=str, default=typer.Argument(
             ..., help="The content image (a photo).", show_default=False)),
-        inspect.Parameter("styles", kw, annotation=list[str], default=typer.Argument(
-            ..., help="Style image(s), or names of style presets with images.",
-            show_default=False)),
+        inspect.Parameter("styles", kw, annotation=Optional[list[str]],  # noqa: UP045
+                          default=typer.Argument(
+                              None, help="Style image(s), or names of style presets with "
+                              "images (none with --model).", show_default=False)),
         inspect.Parameter("output", kw, annotation=Optional[Path],  # noqa: UP045
                           default=typer.Option(
                               None, "--output", "-o",
@@ -60,15 +76,30 @@ def _parameters() -> list[inspect.Parameter]:
                                     "start after the last such scale an earlier run left.")),
         *ui_parameters(),
         *option_parameters(StyleOptions),
+        *routed_parameters(StyleOptions),
         *video_parameters(),
     ]
 
 
 def style_command(**kwargs: Any) -> None:
+    from artconv import registry
     from artconv.presets import options_for, resolve_sources
     from artconv.style import StyleOptions
 
     clip_options, partial = pop_video(kwargs)
+    # the routed engines' own flags (--model, --per-pass); shared ones are StyleOptions'
+    own = {p.name for p in routed_parameters(StyleOptions)}
+    given = {k: kwargs.pop(k) for k in own if kwargs.get(k) is not None}
+    for k in own:
+        kwargs.pop(k, None)
+    engine, values = registry.route("style", {**split_options(StyleOptions, dict(kwargs)),
+                                              **given})
+    if engine != "style":
+        _run_routed(engine, values, kwargs, clip_options, partial)
+        return
+    if not kwargs["styles"]:
+        raise ArtconvError("STYLE: give a style image or preset (or --model M for a trained "
+                           "style network)")
     if is_video_input(kwargs["content"]):  # a clip, a frames folder or 'frames/*.png'
         style_clip(kwargs, clip_options, partial)
         return
@@ -91,6 +122,63 @@ def style_command(**kwargs: Any) -> None:
                   "--output" if kwargs["output"] else "output", kwargs["resume"])
     _stylize(options, content_path, inputs, output, kwargs["save_every"], ui,
              kwargs["resume"])
+
+
+def _run_routed(engine: str, values: dict[str, Any], kwargs: dict[str, Any],
+                clip_options: Any, partial: Any) -> None:
+    """`artconv style PHOTO --model M`: the fast engine (registry `route`), one pass."""
+    from artconv.fast.pretrained import PUBLISHED
+    from artconv.io.images import check_depth
+    from artconv.outputs import check_write_paths
+    from artconv.presets import options_for
+
+    if kwargs["styles"]:
+        raise ArtconvError(f"{kwargs['styles'][0]}: a style argument and --model: the model "
+                           "is the style; give one of them")
+    content = kwargs["content"]
+    if is_video_input(content):
+        raise ArtconvError(f"{content}: --model runs on photos; clips with a trained network "
+                           "are not supported yet")
+    refuse_clip_flags(clip_options, partial, content)
+    for flag_, given in (("--save-every", kwargs["save_every"]), ("--resume", kwargs["resume"])):
+        if given:
+            raise ArtconvError(f"{flag_}: does not apply with --model (one pass, no steps)")
+    options = options_for(engine, kwargs["preset"], values)
+    ui = Ui(quiet=kwargs["quiet"], json=kwargs["json_out"])
+    content_path = Path(content)
+    model = Path(options.model)
+    stem = options.model if options.model in PUBLISHED else model.stem
+    output = kwargs["output"] or Path.cwd() / f"{content_path.stem}_{stem}.png"
+    check_picture_suffix(output)
+    check_depth(output, options.bit_depth)
+    check_write_paths(planned_writes("--output" if kwargs["output"] else "output", output),
+                      [content_path, *([model] if model.exists() else [])])
+    _run_fast(engine, options, content_path, output, ui)
+
+
+def _run_fast(engine: str, options: Any, content_path: Path, output: Path, ui: Ui) -> None:
+    from artconv import registry
+    from artconv.engine import Interrupted
+    from artconv.io.images import load_image
+    from artconv.progress import Progress
+
+    spec = registry.get(engine)
+    content = load_image(content_path, options.size)  # read before the network loads
+    start = time.perf_counter()
+    with Progress(quiet=ui.quiet or ui.json) as progress:
+        fast = spec.engine(options, progress=progress)
+        ui.say(f"{content_path.name}: {fast.model.name}, {fast.device} {fast.precision}")
+        try:
+            result = fast.run(content[None])
+        except Interrupted as stopped:
+            _save_interrupted(fast, stopped.image, output, [content_path], engine)
+            raise typer.Exit(130) from None
+    spec.writer(fast, result[0], output, inputs=[content_path])
+    seconds = time.perf_counter() - start
+    ui.say(f"wrote {output} ({result.shape[-1]}x{result.shape[-2]}, {seconds:.2f} s)")
+    ui.result({"output": str(output), "width": result.shape[-1], "height": result.shape[-2],
+               "seconds": round(seconds, 3), "model": fast.model.name,
+               "sha256": fast.model.sha256})
 
 
 def _check_writes(options: Any, output: Path, inputs: list[Path], save_every: int,
@@ -212,14 +300,15 @@ def _step_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
 
 
-def _save_interrupted(st: Any, image: Any, output: Path, inputs: list[Path]) -> None:
+def _save_interrupted(st: Any, image: Any, output: Path, inputs: list[Path],
+                      engine: str = "style") -> None:
     from artconv import registry
     from artconv.cli.common import console
 
     if image is None or not bool(image.isfinite().all()):
         console.print("interrupted: no usable image yet, nothing written", highlight=False)
         return
-    registry.get("style").writer(st, image[0] if image.dim() == 4 else image, output,
+    registry.get(engine).writer(st, image[0] if image.dim() == 4 else image, output,
                                  inputs=inputs, interrupted=True)
     console.print(f"interrupted: wrote the current image to {output}", highlight=False)
 

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
+from artconv import registry
 from artconv.device import memory_format, resolve_device, resolve_precision
 from artconv.engine import Callback, Display, Interrupted, Step, keep_going
 from artconv.errors import ArtconvError
@@ -45,6 +46,14 @@ from artconv.io.images import (
     to_pil,
 )
 from artconv.io.recipe import make_recipe
+from artconv.losses.weights import (
+    DEFAULT_WEIGHTS,
+    TV_L1_FACTOR,
+    LossWeights,
+    default_layer_weights,
+    resolve_weights,
+    weights_kind,
+)
 from artconv.nets.extractor import FeatureExtractor
 from artconv.presets import Sources, options_for, resolve_sources
 from artconv.style.masks import Masks
@@ -68,14 +77,6 @@ from artconv.style.tiled import (
     choose_tile,
     estimate,
     tiles_needed,
-)
-from artconv.style.weights import (
-    DEFAULT_WEIGHTS,
-    TV_L1_FACTOR,
-    LossWeights,
-    default_layer_weights,
-    resolve_weights,
-    weights_kind,
 )
 
 FIGURES_EVERY = 10  # Adam without a callback: read losses from the device this often
@@ -419,14 +420,29 @@ def build_options(sources: Sources | None = None, preset: str | None = None,
                        named=sources.presets if sources is not None else ())
 
 
-def stylize(content: ImageSource, style: ImageSource | Sequence[ImageSource], *,
+def stylize(content: ImageSource, style: ImageSource | Sequence[ImageSource] | None = None, *,
             preset: str | None = None, extractor: FeatureExtractor | None = None,
             progress: Display | None = None, callback: Callback | None = None,
             **options: Any) -> Image.Image:
     """Stylise `content` with one style image or several (`blend=` weights) and return the
     result as a PIL image. Images may be paths, PIL images, arrays or tensors; a style may
     also be a style preset's name. `options` are `StyleOptions` fields and override
-    `preset`'s values."""
+    `preset`'s values.
+
+    With `model=` (a trained network: `artconv train`'s .safetensors, a pytorch/examples
+    .pth or a published model's name) and no style, the registry's engine for it (the fast
+    engine) makes the picture in one pass: `stylize("photo.jpg", model="m.safetensors",
+    size=512)`; `options` are then its fields."""
+    engine, values = registry.route("style", options)
+    if engine != "style":
+        if style is not None:
+            raise ArtconvError("stylize: give a style or model=, not both (the model is the "
+                               "style)")
+        opts = options_for(engine, preset, values)
+        routed = registry.get(engine).engine(opts, progress=progress)
+        return to_pil(routed.run(load_image(content, opts.size)[None], callback=callback)[0])
+    if style is None:
+        raise ArtconvError("stylize: give a style image or preset (or model=)")
     sources = resolve_styles(style)
     opts = build_options(sources, preset, options)
     opts.blend_weights(len(sources.images))  # fail before loading anything

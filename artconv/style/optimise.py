@@ -11,12 +11,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from artconv import losses
 from artconv.device import fp32
 from artconv.io import color
-from artconv.style import losses
+from artconv.losses.weights import LossWeights
 from artconv.style.options import StyleOptions
 from artconv.style.targets import Net, StyleTargets
-from artconv.style.weights import LossWeights
 
 LBFGS_HISTORY = 100  # neural-style's (torch's) default; StyleOptions.lbfgs_history
 
@@ -25,19 +25,17 @@ AdamState = list[dict[str, Any]]  # per image, carried from one scale to the nex
 # A pixel-space term added to the objective (a video's temporal loss): the images being
 # optimised (K,C,h,w) at any scale -> (K,) weighted losses. It resizes its own references.
 Prior = Callable[[torch.Tensor], torch.Tensor]
-ROWS = ("content", "style", "tv")
+ROWS = ("content", "style", "tv")  # Objective's rows, and "prior" with priors
 
 
 class Objective:
     """The weighted losses of a batch at one scale: `(R, K)` rows named by `rows`: content,
     style, tv, and one row "prior" when pixel-space `priors` are given (their sum).
 
-    With relative losses (`weights.relative`, --loss-scale auto) each content layer's loss
-    is divided by its target's mean square and each style layer's (each region's) by its
-    target's magnitude (`losses.gram_scale`, `losses.w2_scale`). With region masks
-    (`regions`, (S,1,h,w) at this scale's grid, one per style image) the loss of style k
-    is its guided loss within region k, weighted by the region's mass at the layer, so an
-    all-ones mask gives the plain loss and pixels no region covers feel content only.
+    Each row is a term of `artconv.losses` (`Content`, `Style`, `TV`, `Pixel`), made once
+    here with its targets: relative to its target's magnitude with `weights.relative`
+    (--loss-scale auto); with region masks (`regions`, (S,1,h,w) at this scale's grid, one
+    per style image) style k is matched within region k (`losses.Regions`).
     """
 
     def __init__(self, net: Net, options: StyleOptions, weights: LossWeights,
@@ -45,46 +43,30 @@ class Objective:
                  regions: torch.Tensor | None = None, priors: Sequence[Prior] = ()) -> None:
         self.net, self.options, self.weights = net, options, weights
         self.priors = tuple(priors)
-        self.rows = (*ROWS, "prior") if self.priors else ROWS
-        self.content_targets, self.targets = content_targets, targets
-        self.layers = list(dict.fromkeys([*content_targets, *targets.layers]))
         if (regions is None) != (targets.regions == 0) or (
                 regions is not None and regions.shape[0] != targets.regions):
             raise ValueError(f"Objective: {0 if regions is None else regions.shape[0]} mask "
                              f"regions for targets of {targets.regions} regions")
-        self.regions = regions
-        self._layer_masks: dict[tuple[int, int], torch.Tensor] = {}
-        self.content_scales: dict[str, torch.Tensor] = {}
-        self.style_scales: dict[str, tuple[torch.Tensor, ...]] = {}
-        if weights.relative:
-            with torch.no_grad(), fp32():
-                self.content_scales = {n: losses.content_scale(t)
-                                       for n, t in content_targets.items()}
-                self.style_scales = {n: tuple(_target_scale(t) for t in _per_region(target))
-                                     for n, target in targets.layers.items()}
+        self.regions, self.targets = regions, targets
+        relative = weights.relative
+        self.content = losses.Content(content_targets, relative)
+        self.style = losses.Style(
+            targets.layers, zip(options.style_layers, weights.style_layers, strict=True),
+            None if regions is None else losses.Regions(regions), relative)
+        self.tv = losses.TV(options.tv_loss, wrap=bool(getattr(options, "seamless", False)))
+        # (row, weight, term); the priors carry their own weights
+        self.terms: list[tuple[str, float, losses.Term]] = [
+            ("content", weights.content, self.content), ("style", weights.style, self.style),
+            ("tv", weights.tv, self.tv)]
+        if self.priors:
+            self.terms.append(("prior", 1.0, losses.Pixel(self.priors)))
+        self.rows = tuple(name for name, _, _ in self.terms)
+        self.layers = list(dict.fromkeys([*self.content.layers, *self.style.layers]))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        w, opts = self.weights, self.options
-        feats = self.net.features(x if x.shape[1] == 3 else x.expand(-1, 3, -1, -1),
-                                  self.layers)
+        feats = self.net.features(rgb(x), self.layers)
         with fp32():
-            zero = x.new_zeros(x.shape[0])
-            content = zero
-            for name, target in self.content_targets.items():
-                term = losses.content_loss(feats[name], target)
-                if name in self.content_scales:
-                    term = term / self.content_scales[name]
-                content = content + term
-            if self.content_targets:
-                content = content / len(self.content_targets)
-            style = zero
-            for name, lw in zip(opts.style_layers, w.style_layers, strict=True):
-                style = style + lw * self._style_layer(name, feats[name])
-            tv = losses.tv_loss(x, opts.tv_loss, wrap=bool(getattr(opts, "seamless", False)))
-            rows = [w.content * content, w.style * style, w.tv * tv]
-            if self.priors:
-                rows.append(sum(prior(x) for prior in self.priors))
-            return torch.stack(rows)
+            return torch.stack([w * term(feats, x) for _, w, term in self.terms])
 
     def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows (R, K) at `x` (detached) and the gradient of their sum w.r.t. `x`.
@@ -95,42 +77,10 @@ class Objective:
             (grad,) = torch.autograd.grad(parts.sum(), x)
         return parts.detach(), grad
 
-    def _style_layer(self, name: str, f: torch.Tensor) -> torch.Tensor:
-        """One style layer's loss (N,): plain, or summed over the mask regions."""
-        targets = _per_region(self.targets.layers[name])
-        scales = self.style_scales.get(name)
-        masks = self._masks_at(f.shape[-2:]) if self.regions is not None else None
-        total = f.new_zeros(f.shape[0], dtype=torch.float32)
-        for k, target in enumerate(targets):
-            m = masks[k:k + 1] if masks is not None else None
-            if isinstance(target, losses.GaussianTarget):
-                term = losses.w2_loss(f, target, m)
-            else:
-                term = losses.gram_loss(f, target, m)
-            if scales is not None:
-                term = term / scales[k]
-            if m is not None:
-                term = term * losses.mask_mass(m)  # a region pulls as much as it covers
-            total = total + term
-        return total
 
-    def _masks_at(self, hw: torch.Size) -> torch.Tensor:
-        """The regions (S,1,h,w) resized to a layer's grid, kept per grid size."""
-        key = (int(hw[0]), int(hw[1]))
-        if key not in self._layer_masks:
-            assert self.regions is not None
-            self._layer_masks[key] = losses.layer_mask(self.regions, key)
-        return self._layer_masks[key]
-
-
-def _per_region(target: Any) -> tuple[Any, ...]:
-    return target if isinstance(target, tuple) else (target,)
-
-
-def _target_scale(target: Any) -> torch.Tensor:
-    if isinstance(target, losses.GaussianTarget):
-        return losses.w2_scale(target)
-    return losses.gram_scale(target)
+def rgb(x: torch.Tensor) -> torch.Tensor:
+    """A luminance-only image (K,1,h,w) as the RGB the network takes; RGB as is."""
+    return x if x.shape[1] == 3 else x.expand(-1, 3, -1, -1)
 
 
 class EMA:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from artconv.errors import ArtconvError
+from artconv.losses.options import check_loss_fields
 from artconv.options import MAX_MEMORY_GIB, CoreOptions, opt
 
 DEFAULT_SIZE = 512
@@ -124,18 +125,7 @@ class StyleOptions(CoreOptions):
                                f"{len(self.ladder())} scales ({self._ladder_text()})")
         if self.avg_decay and self.optimizer != "adam":
             raise ArtconvError("--avg-decay: averaging iterates needs --optimizer adam")
-        if not self.style_layers:
-            raise ArtconvError("--style-layers: name at least one layer")
-        if self.style_layer_weights and len(self.style_layer_weights) != len(self.style_layers):
-            raise ArtconvError(f"--style-layer-weights: {len(self.style_layer_weights)} values "
-                               f"for {len(self.style_layers)} style layers")
-        if self.style_layer_weights and not sum(self.style_layer_weights) > 0:
-            raise ArtconvError("--style-layer-weights: at least one must be positive")
-        if self.blend and not sum(self.blend) > 0:
-            raise ArtconvError("--blend: at least one weight must be positive")
-        if self.loss_scale not in (None, "auto", "network"):
-            raise ArtconvError(f"--loss-scale {self.loss_scale!r}: choose one of auto, "
-                               "network")
+        check_loss_fields(self)
         if self.masks_rest != "content" and not re.fullmatch(r"style\d+", self.masks_rest):
             raise ArtconvError(f"--masks-rest {self.masks_rest!r}: content or styleN "
                                "(style0, style1, ...)")

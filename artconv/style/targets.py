@@ -18,12 +18,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from artconv import losses
 from artconv.device import autocast, fp32
 from artconv.errors import ArtconvError
 from artconv.io import color
 from artconv.io.images import fit_longest
 from artconv.nets.extractor import FeatureExtractor
-from artconv.style import losses
 from artconv.style.masks import Masks
 from artconv.style.options import StyleOptions
 
@@ -154,32 +154,22 @@ class TargetMaker:
                     if m is not None and float(losses.mask_mass(m)[0]) < losses.MIN_MASS:
                         raise ArtconvError(f"--style-masks {masks.style_files[k]['path']}: "
                                            f"selects nothing of style image {k + 1}")
-                    if opts.style_loss == "w2":
-                        found[name].append(losses.GaussianTarget.from_moments(
-                            *losses.moments(feats[name], m)))
-                    else:
-                        found[name].append(losses.gram(feats[name], m))
+                    found[name].append(losses.style_target(
+                        opts.style_loss, losses.statistics(opts.style_loss, feats[name], m)))
         return {name: tuple(t) for name, t in found.items()}
 
     def _blended(self, styles: Sequence[torch.Tensor], blend: Sequence[float], size: int,
                  content: torch.Tensor | None) -> dict[str, Any]:
         opts = self.options
         layers = list(opts.style_layers)
-        sums: dict[str, Any] = {}
-        for image, b in zip(styles, blend, strict=True):
+        stats = []
+        for image in styles:
             image = _prepared(image.to(self.net.device, torch.float32), content, size, opts)
             feats = self.net.features(image, layers)
             with fp32():
-                for name in layers:
-                    stats = (losses.moments(feats[name]) if opts.style_loss == "w2"
-                             else (losses.gram(feats[name]),))
-                    scaled = tuple(b * s for s in stats)
-                    sums[name] = scaled if name not in sums else tuple(
-                        a + c for a, c in zip(sums[name], scaled, strict=True))
-        if opts.style_loss == "w2":
-            with fp32():
-                return {n: losses.GaussianTarget.from_moments(*s) for n, s in sums.items()}
-        return {n: s[0] for n, s in sums.items()}
+                stats.append({name: losses.statistics(opts.style_loss, feats[name])
+                              for name in layers})
+        return losses.style_targets(opts.style_loss, stats, blend)
 
 
 def _prepared(image: torch.Tensor, content: torch.Tensor | None, size: int,

@@ -28,10 +28,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from artconv import losses
 from artconv.device import fp32
 from artconv.errors import ArtconvError
+from artconv.losses.weights import LossWeights
 from artconv.nets.extractor import FeatureExtractor
 from artconv.nets.geometry import walk
 from artconv.nets.tiling import (
@@ -47,14 +48,11 @@ from artconv.nets.tiling import (
     pass_bytes,
     tile_grid,
 )
-from artconv.style import losses
-from artconv.style.optimise import Objective, Prior, _per_region
+from artconv.style.optimise import Objective, Prior, rgb
 from artconv.style.options import StyleOptions
 from artconv.style.targets import Net, StyleTargets, TargetMaker, _prepared
-from artconv.style.weights import LossWeights
 
 Slices = tuple[slice, slice]
-TV_BAND_PIXELS = 1 << 20  # pixels per band of the banded TV (its temporaries ~ 10x that)
 
 
 class TilePlan:
@@ -88,11 +86,21 @@ class TilePlan:
         if rows.stop > f.shape[-2] or cols.stop > f.shape[-1]:
             raise ArtconvError(f"--tile: layer {name}'s map is not where the network's "
                                "geometry puts it, so tiles cannot be exact; use --tile 0")
-        return whole, losses._wide(f[..., rows, cols]).flatten(2)
+        return whole, losses.functional._wide(f[..., rows, cols]).flatten(2)
 
+    @property
+    def grids(self) -> dict[str, tuple[int, int]]:
+        """Each layer's whole map size (h, w)."""
+        return {name: hw for name, (_, hw) in self.maps.items()}
 
-def rgb(x: torch.Tensor) -> torch.Tensor:
-    return x if x.shape[1] == 3 else x.expand(-1, 3, -1, -1)
+    def parts(self, index: int, feats: Mapping[str, torch.Tensor], layers: Sequence[str]
+              ) -> dict[str, losses.Part]:
+        """Tile `index`'s owned positions of each of `layers`, as the terms take them."""
+        out = {}
+        for name in layers:
+            where, f = self.part(index, name, feats[name])
+            out[name] = losses.Part(where, self.maps[name][1], f)
+        return out
 
 
 @torch.no_grad()
@@ -115,9 +123,11 @@ def assemble(net: Net, image: torch.Tensor, layers: Sequence[str], plan: TilePla
 
 class TiledObjective(Objective):
     """`Objective` evaluated tile by tile (cores of about `tile` px): the same rows and
-    gradient up to float rounding, in the memory of one tile. `content_targets` are the
-    whole maps (`assemble`). Calling it gives the rows without gradient; `value_and_grad`
-    gives both. `on_tile(i, n)` is told after each tile of each pass."""
+    gradient up to float rounding, in the memory of one tile, from the same terms (their
+    tile forms: `losses.Content.owned`, `losses.Style.sums` / `from_sums` / `surrogate`,
+    `losses.TV.in_bands`). `content_targets` are the whole maps (`assemble`). Calling it
+    gives the rows without gradient; `value_and_grad` gives both. `on_tile(i, n)` is told
+    after each tile of each pass."""
 
     def __init__(self, net: Net, options: StyleOptions, weights: LossWeights,
                  content_targets: dict[str, torch.Tensor], targets: StyleTargets,
@@ -136,18 +146,20 @@ class TiledObjective(Objective):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            stats, content = self._statistics(x, self.plan(x.shape[-2:]))
-            style = self._style(stats, self.plan(x.shape[-2:]))
-            pixel = self._pixel_rows(x)
+            plan = self.plan(x.shape[-2:])
+            sums, content = self._statistics(x, plan)
+            with fp32():
+                style = self.style.from_sums(sums, plan.grids)
+                pixel = [w * term({}, x) for _, w, term in self.terms if not term.layers]
         return self._rows(content, style, pixel)
 
     def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.detach()
         plan = self.plan(x.shape[-2:])
-        stats, content = self._statistics(x, plan)
+        sums, content = self._statistics(x, plan)
         with torch.enable_grad(), fp32():
-            leaves = {k: tuple(s.requires_grad_(True) for s in v) for k, v in stats.items()}
-            style = self._style(leaves, plan)
+            leaves = {k: tuple(s.requires_grad_(True) for s in v) for k, v in sums.items()}
+            style = self.style.from_sums(leaves, plan.grids)
             flat = [s for v in leaves.values() for s in v]
             found = torch.autograd.grad(self.weights.style * style.sum(), flat,
                                         allow_unused=True)
@@ -156,37 +168,36 @@ class TiledObjective(Objective):
         grad = torch.zeros_like(x)
         for i, t in enumerate(plan.tiles):
             self._tile_gradient(x, plan, i, t, slopes, grad)
-        pixel = [self.weights.tv * self._tv_in_bands(x, grad)]
-        if self.priors:  # a prior is any function of the whole image
-            with torch.enable_grad(), fp32():
+        pixel = []
+        for _, w, term in self.terms:
+            if term.layers:
+                continue
+            if term is self.tv:  # image-sized temporaries: a band of rows at a time
+                pixel.append(w * self.tv.in_bands(x, grad, w))
+                continue
+            with torch.enable_grad(), fp32():  # a prior: any function of the whole image
                 src = x.detach().requires_grad_(True)
-                prior = sum(p(src) for p in self.priors)
-                (extra,) = torch.autograd.grad(prior.sum(), src)
+                value = w * term({}, src)
+                (extra,) = torch.autograd.grad(value.sum(), src)
             grad += extra
-            pixel.append(prior.detach())
+            pixel.append(value.detach())
         return self._rows(content, style.detach(), pixel), grad
 
     # -- the passes ---------------------------------------------------------------------------
-    def _statistics(self, x: torch.Tensor, plan: TilePlan
-                    ) -> tuple[dict[tuple[str, int], tuple[torch.Tensor, ...]], torch.Tensor]:
-        """Pass 1: each style layer's (and region's) sums over the image: (second moment,)
-        for Gram, (second moment, sum) for W2; and the content loss (K,)."""
-        stats: dict[tuple[str, int], tuple[torch.Tensor, ...]] = {}
+    def _statistics(self, x: torch.Tensor, plan: TilePlan) -> tuple[losses.Sums, torch.Tensor]:
+        """Pass 1: the style term's sums over the image (`losses.Style.sums`), and the
+        content loss (K,), unweighted."""
+        sums: losses.Sums = {}
         content = x.new_zeros(x.shape[0])
         with torch.no_grad():
             for i, t in enumerate(plan.tiles):
                 feats = self.net.features(rgb(t.crop(x)), self.layers)
                 with fp32():
-                    for name in self.options.style_layers:
-                        _, f = plan.part(i, name, feats[name])
-                        for key, m in self._regions_of(plan, i, name):
-                            part = _moments(f, m, self._w2)
-                            old = stats.get(key)
-                            stats[key] = part if old is None else tuple(
-                                a + b for a, b in zip(old, part, strict=True))
-                    content += self._content(plan, i, feats)
+                    self.style.sums(plan.parts(i, feats, self.style.layers), into=sums)
+                    if self.content.pieces:
+                        content += self.content.owned(plan.parts(i, feats, self.content.layers))
                 self._tick(i, plan)
-        return stats, content
+        return sums, content
 
     def _tile_gradient(self, x: torch.Tensor, plan: TilePlan, i: int, t: Tile,
                        slopes: Mapping[tuple[str, int], tuple[torch.Tensor | None, ...]],
@@ -196,14 +207,13 @@ class TiledObjective(Objective):
             crop = t.crop(x).detach().requires_grad_(True)
             feats = self.net.features(rgb(crop), self.layers)
             with fp32():
-                surrogate = self.weights.content * self._content(plan, i, feats).sum()
-                for name in self.options.style_layers:
-                    _, f = plan.part(i, name, feats[name])
-                    for key, m in self._regions_of(plan, i, name):
-                        for d, s in zip(slopes[key], _moments(f, m, self._w2), strict=True):
-                            if d is not None:
-                                surrogate = surrogate + (d * s).sum()
-            if surrogate.requires_grad:
+                surrogate: torch.Tensor | int = 0
+                if self.content.pieces:
+                    owned = self.content.owned(plan.parts(i, feats, self.content.layers))
+                    surrogate = self.weights.content * owned.sum()
+                surrogate = surrogate + self.style.surrogate(
+                    plan.parts(i, feats, self.style.layers), slopes)
+            if isinstance(surrogate, torch.Tensor) and surrogate.requires_grad:
                 (g,) = torch.autograd.grad(surrogate, crop)
                 add_crop(grad, t, g)
         self._tick(i, plan)
@@ -213,126 +223,10 @@ class TiledObjective(Objective):
         if self.on_tile is not None:
             self.on_tile(i + 1, len(plan))
 
-    # -- pieces -------------------------------------------------------------------------------
-    @property
-    def _w2(self) -> bool:
-        return self.targets.loss == "w2"
-
-    def _regions_of(self, plan: TilePlan, i: int, name: str
-                    ) -> list[tuple[tuple[str, int], torch.Tensor | None]]:
-        """((layer, region), the owned part of the region's mask (1,1,p) or None) for each
-        region of a style layer."""
-        if self.regions is None:
-            return [((name, 0), None)]
-        (rows, cols), _ = plan.owned[i][name]
-        masks = self._masks_at(plan.maps[name][1])[..., rows, cols].flatten(2)
-        return [((name, k), masks[k:k + 1]) for k in range(masks.shape[0])]
-
-    def _content(self, plan: TilePlan, i: int, feats: Mapping[str, torch.Tensor]
-                 ) -> torch.Tensor:
-        """The owned positions' share of the content loss (K,), unweighted."""
-        total: torch.Tensor | int = 0
-        for name, target in self.content_targets.items():
-            (rows, cols), f = plan.part(i, name, feats[name])
-            t = target[..., rows, cols].flatten(2)
-            c, (h, w) = f.shape[1], plan.maps[name][1]
-            term = (f - t).square().sum((1, 2)) / (c * h * w)
-            if name in self.content_scales:
-                term = term / self.content_scales[name]
-            total = total + term
-        if not self.content_targets:
-            return feats[self.layers[0]].new_zeros(feats[self.layers[0]].shape[0],
-                                                   dtype=torch.float32)
-        assert isinstance(total, torch.Tensor)
-        return total / len(self.content_targets)
-
-    def _style(self, stats: Mapping[tuple[str, int], tuple[torch.Tensor, ...]],
-               plan: TilePlan) -> torch.Tensor:
-        """The style loss (K,), unweighted, from the whole image's statistics: what
-        `Objective._style_layer` computes from the maps."""
-        total: torch.Tensor | int = 0
-        for name, lw in zip(self.options.style_layers, self.weights.style_layers, strict=True):
-            hw = plan.maps[name][1]
-            positions = hw[0] * hw[1]
-            scales = self.style_scales.get(name)
-            masks = self._masks_at(hw) if self.regions is not None else None
-            for k, target in enumerate(_per_region(self.targets.layers[name])):
-                sums = stats[(name, k)]
-                mass = (sums[0].new_tensor(float(positions)) if masks is None
-                        else masks[k].sum().float())
-                weight = mass.clamp_min(losses.MIN_MASS * positions)
-                if isinstance(target, losses.GaussianTarget):
-                    term = _w2_from_moments(sums[1] / weight, sums[0] / weight, target)
-                else:
-                    c = sums[0].shape[-1]
-                    term = (sums[0] / (c * weight) - target).square().flatten(1).mean(1)
-                if scales is not None:
-                    term = term / scales[k]
-                if masks is not None:
-                    term = term * (mass / positions)
-                total = total + lw * term
-        assert isinstance(total, torch.Tensor)
-        return total
-
-    def _tv_in_bands(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """`losses.tv_loss` (K,) and its weighted gradient, added into `grad`, a band of
-        rows at a time (with the row below each band), so its temporaries stay band-sized."""
-        h = x.shape[-2]
-        wrap = bool(getattr(self.options, "seamless", False))
-        band = max(1, TV_BAND_PIXELS // max(1, x.shape[-1]))
-        total = x.new_zeros(x.shape[0])
-        for top in range(0, h, band):
-            bottom = min(h, top + band)
-            below = (bottom if bottom < h else 0 if wrap else h - 1)
-            with torch.enable_grad(), fp32():
-                rows = torch.cat([x[..., top:bottom, :], x[..., below:below + 1, :]], -2)
-                rows = rows.detach().requires_grad_(True)
-                # `losses.tv_loss`'s differences for the band's rows: the row below gives
-                # the last one's (itself at the bottom edge, row 0 when seamless)
-                side = F.pad(rows[..., :-1, :], (0, 1, 0, 0), mode="circular" if wrap
-                             else "replicate")
-                dx = side[..., 1:] - side[..., :-1]
-                dy = rows[..., 1:, :] - rows[..., :-1, :]
-                per = (dx.square() + dy.square() if self.options.tv_loss == "l2"
-                       else dx.abs() + dy.abs())
-                value = per.flatten(1).sum(1) / (x.shape[1] * h * x.shape[-1])
-                (g,) = torch.autograd.grad(self.weights.tv * value.sum(), rows)
-            total += value.detach()
-            grad[..., top:bottom, :] += g[..., :-1, :]
-            grad[..., below:below + 1, :] += g[..., -1:, :]
-        return total
-
-    def _pixel_rows(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """TV and the priors (weighted), on the whole image."""
-        with fp32():
-            rows = [self.weights.tv * losses.tv_loss(
-                x, self.options.tv_loss, wrap=bool(getattr(self.options, "seamless", False)))]
-            if self.priors:
-                rows.append(sum(prior(x) for prior in self.priors))
-        return rows
-
     def _rows(self, content: torch.Tensor, style: torch.Tensor,
               pixel: Sequence[torch.Tensor]) -> torch.Tensor:
         w = self.weights
         return torch.stack([w.content * content, w.style * style, *pixel]).detach()
-
-
-def _moments(f: torch.Tensor, m: torch.Tensor | None, w2: bool) -> tuple[torch.Tensor, ...]:
-    """Owned features (N,C,p) and mask (1,1,p) -> (sum m f f^T,) or (sum m f f^T, sum m f),
-    with `losses.moment_sums`'s one-matmul backward."""
-    first, second = losses.moment_sums(f, m, sums=w2)
-    return (second, first) if w2 else (second,)
-
-
-def _w2_from_moments(mean: torch.Tensor, srm: torch.Tensor,
-                     target: losses.GaussianTarget) -> torch.Tensor:
-    """`losses.w2_loss` from the mean and second raw moment instead of the maps."""
-    cov = losses.covariance(mean, srm, losses.W2_EPS)
-    mean_term = (mean - target.mean).square().mean(-1)
-    root = losses.sqrtm_newton_schulz(target.cov_sqrt @ cov @ target.cov_sqrt,
-                                      losses.SQRTM_ITERS)
-    cov_term = torch.diagonal(target.cov + cov - 2 * root, dim1=-2, dim2=-1).mean(-1)
-    return mean_term + cov_term
 
 
 class TiledTargetMaker(TargetMaker):
@@ -353,20 +247,13 @@ class TiledTargetMaker(TargetMaker):
         tile = self.tile_at(size)
         if not tile:
             return super()._blended(styles, blend, size, content)
-        opts, w2 = self.options, self.options.style_loss == "w2"
-        sums: dict[str, tuple[torch.Tensor, ...]] = {}
-        for image, b in zip(styles, blend, strict=True):
+        opts = self.options
+        stats = []
+        for image in styles:
             image = _prepared(image.to(self.net.device, torch.float32), content, size, opts)
-            for name, (second, first, weight) in self._sums(image, tile, None).items():
-                stats = ((first / weight, second / weight) if w2
-                         else (second / (second.shape[-1] * weight),))
-                scaled = tuple(b * v for v in stats)
-                sums[name] = scaled if name not in sums else tuple(
-                    a + c for a, c in zip(sums[name], scaled, strict=True))
-        with fp32():
-            if w2:
-                return {n: losses.GaussianTarget.from_moments(*v) for n, v in sums.items()}
-            return {n: v[0] for n, v in sums.items()}
+            stats.append({name: losses.statistics_from_sums(opts.style_loss, *sums)
+                          for name, sums in self._sums(image, tile, None).items()})
+        return losses.style_targets(opts.style_loss, stats, blend)
 
     def _per_style(self, styles: Sequence[torch.Tensor], blend: Sequence[float], size: int,
                    content: torch.Tensor | None) -> dict[str, Any]:
@@ -383,11 +270,8 @@ class TiledTargetMaker(TargetMaker):
                 if weight is None:
                     raise ArtconvError(f"--style-masks {masks.style_files[k]['path']}: "
                                        f"selects nothing of style image {k + 1}")
-                if opts.style_loss == "w2":
-                    found[name].append(losses.GaussianTarget.from_moments(
-                        first / weight, second / weight))
-                else:
-                    found[name].append(second / (second.shape[-1] * weight))
+                found[name].append(losses.style_target(opts.style_loss, (
+                    losses.statistics_from_sums(opts.style_loss, second, first, weight))))
         return {name: tuple(t) for name, t in found.items()}
 
     @torch.no_grad()
@@ -407,7 +291,7 @@ class TiledTargetMaker(TargetMaker):
                     (rows, cols), f = plan.part(i, name, feats[name])
                     m = masks[name]
                     owned_mask = None if m is None else m[..., rows, cols].flatten(2)
-                    second, first = _moments(f, owned_mask, True)
+                    first, second = losses.moment_sums(f, owned_mask)
                     if name in out:
                         out[name][0] += second
                         out[name][1] += first

@@ -14,15 +14,25 @@ from artconv import registry
 from artconv.io.images import load_image, read_recipe
 from artconv.progress import Progress
 from tests.conftest import make_image, run_cli
+from tests.fast.fast_models import tiny_model
 
 ENGINES = sorted(registry.ENGINES)
-OUTPUT = {"style": "out.png", "dream": "out.png", "features": "out.npy"}
+OUTPUT = {"style": "out.png", "dream": "out.png", "features": "out.npy", "fast": "out.png"}
 FLAGS = {
     "style": ["--size", "32", "--iterations", "3", "--content-layers", "r2",
               "--style-layers", "r1,r2"],
     "dream": ["--layers", "r3", "--octaves", "2", "--steps", "2"],
     "features": ["--layers", "r1,r2"],
+    "fast": ["--tile", "64", "--size", "96"],  # 4 tiles x 8 passes: steps to show
 }
+COMMAND = {"fast": "style"}  # a trained network runs as `artconv style PHOTO --model M`
+
+
+def network(name: str, backbone: Path) -> list[str]:
+    """The flags naming the engine's network: the tiny backbone, or a tiny trained model."""
+    if name == "fast":
+        return ["--model", str(tiny_model(backbone.parent / "tiny.safetensors"))]
+    return ["--backbone", f"{backbone}:build"]
 
 
 
@@ -36,7 +46,7 @@ def inputs(tmp_path):
 def argv(name: str, inputs, backbone: Path, output: Path, *extra: str) -> list[str]:
     content, style = inputs
     given = [str(content), str(style)] if registry.get(name).takes_styles else [str(content)]
-    return [name, *given, "-o", str(output), "--backbone", f"{backbone}:build",
+    return [COMMAND.get(name, name), *given, "-o", str(output), *network(name, backbone),
             "--precision", "fp32", "--device", "cpu", *FLAGS[name], *extra]
 
 
@@ -67,7 +77,9 @@ def test_each_command_shows_its_engines_steps_and_prints_json_only(
     assert out.exists()
 
 
-@pytest.mark.parametrize("name", [n for n in ENGINES if n != "features"])
+# features make no picture; a still through a trained network is one pass, and a Ctrl-C
+# inside it has nothing to save (tests/fast/test_infer_cli.py)
+@pytest.mark.parametrize("name", [n for n in ENGINES if n not in ("features", "fast")])
 def test_ctrl_c_saves_the_picture_so_far_and_exits_130(name, inputs, backbone_file, tmp_path,
                                                         capsys, monkeypatch):
     calls = []
@@ -106,8 +118,8 @@ def test_a_batch_shows_its_jobs_steps_through_the_same_adapter(name, inputs, bac
     content, style = inputs
     extra = ["--styles", str(style)] if registry.get(name).takes_styles else []
     code, stdout, err = run_cli(["batch", name, str(content), *extra, "--out-dir",
-                                 str(tmp_path / "out"), "--backbone",
-                                 f"{backbone_file}:build", "--precision", "fp32",
+                                 str(tmp_path / "out"), *network(name, backbone_file),
+                                 "--precision", "fp32",
                                  "--device", "cpu", *FLAGS[name], "--json"], capsys)
     assert code == 0, err
     assert json.loads(stdout)["done"] == 1

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from artconv.errors import ArtconvError
+from artconv.losses import GaussianTarget
 from artconv.nets.extractor import FeatureExtractor
 from artconv.style import StyleOptions, StyleTransfer
-from artconv.style.losses import GaussianTarget
 from artconv.style.tiled import TiledObjective, estimate
 from tests.conftest import tiny_sequential
 
@@ -109,9 +109,9 @@ def test_tiled_seamless_and_luminance():
 @pytest.mark.parametrize("seamless", [False, True])
 @pytest.mark.parametrize("tv", ["l2", "l1"])
 def test_tv_in_bands_of_rows_equals_tv_on_the_whole_image(monkeypatch, seamless, tv):
-    import artconv.style.tiled as tiled
+    import artconv.losses.terms as terms
 
-    monkeypatch.setattr(tiled, "TV_BAND_PIXELS", 45 * 5)  # 5-row bands, the last one short
+    monkeypatch.setattr(terms, "TV_BAND_PIXELS", 45 * 5)  # 5-row bands, the last one short
     fx = FeatureExtractor(tiny_sequential(), seamless=seamless)
     st = engine(fx, seamless=seamless, tv_loss=tv, tv_weight=100.0)
     targets = st.style_targets([torch.rand(3, 40, 40)], 48)

@@ -1,8 +1,9 @@
-"""The loss weights of a style run: the defaults per network scale and style loss, and how
-options override them.
+"""The loss weights of a run (style optimisation or training): the defaults per network
+scale and style loss, and how options override them (any option record with the loss fields
+of `LossFields`; also importable as `artconv.style.weights`).
 
 Where the default weights come from (`DEFAULT_WEIGHTS`): the loss formulas are those of the
-two reference engines (see `artconv.style.losses`), so their tested weights carry over:
+two reference engines (see `artconv.losses.functional`), so their tested weights carry over:
 
 * torchvision-scaled networks (ImageNet VGG, random weights, own backbones fed [0, 1]):
   crowsonkb/style-transfer-pytorch, `StyleTransfer.stylize()`: content 0.015, style 1
@@ -38,12 +39,27 @@ in benchmarks/README.md); a larger --style-weight gives visibly more style there
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from artconv.nets.extractor import FeatureExtractor
-    from artconv.style.options import StyleOptions
+
+
+class LossFields(Protocol):
+    """The fields of an option record the loss weights are read from (StyleOptions,
+    the trainer's options)."""
+
+    style_layers: Sequence[str]
+    style_layer_weights: Sequence[float]
+    style_loss: str
+    content_weight: float | None
+    style_weight: float | None
+    tv_weight: float | None
+    tv_loss: str
+    loss_scale: str | None
+    backbone: str | None
 
 # (content, style, tv) weights per (kind of network scale, style loss); module docstring.
 DEFAULT_WEIGHTS: dict[tuple[str, str], tuple[float, float, float]] = {
@@ -94,19 +110,27 @@ def weights_kind(fx: FeatureExtractor) -> str:
     return "caffe" if fx.normalize.norm.scale != 1.0 else "torchvision"
 
 
-def loss_scale(options: StyleOptions) -> str:
+def loss_scale(options: LossFields) -> str:
     """--loss-scale as given, else auto for an own backbone and network for VGG."""
     if options.loss_scale is not None:
         return options.loss_scale
     return "auto" if options.backbone else "network"
 
 
-def resolve_weights(options: StyleOptions, kind: str) -> LossWeights:
+Weights = tuple[float, float, float]  # (content, style, tv)
+
+
+def resolve_weights(options: LossFields, kind: str, *,
+                    network: Mapping[tuple[str, str], Weights] = DEFAULT_WEIGHTS,
+                    auto: Mapping[str, Weights] = AUTO_WEIGHTS) -> LossWeights:
+    """The weights of a run on a network of `kind`: the options' own, else the defaults of
+    `network` / `auto` (the trainer passes its own: what suits an optimisation need not
+    suit training a network)."""
     scale = loss_scale(options)
     if scale == "auto":
-        content, style, tv = AUTO_WEIGHTS[options.style_loss]
+        content, style, tv = auto[options.style_loss]
     else:
-        content, style, tv = DEFAULT_WEIGHTS[(kind, options.style_loss)]
+        content, style, tv = network[(kind, options.style_loss)]
     if options.tv_loss == "l1":
         tv *= TV_L1_FACTOR
     if options.style_layer_weights:

@@ -1,4 +1,6 @@
-"""The style-transfer losses, each returning one value per image of an (N, ...) batch.
+"""The loss functions, each returning one value per image of an (N, ...) batch (also
+importable as `artconv.style.losses`, the very same module). `artconv.losses.terms` builds
+the composable terms on them.
 
 Per-image values (not a batch mean) let an engine sum them: the gradient each image gets is
 then exactly the one it would get alone, so a batch of K images reproduces K single runs.
@@ -31,6 +33,7 @@ own magnitude (mean square of the target Gram; the target covariance's trace / C
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -241,6 +244,13 @@ def w2_loss(features: torch.Tensor, target: GaussianTarget,
     mean and covariance.
     """
     mean, srm = moments(features, mask)
+    return w2_from_moments(mean, srm, target, eps=eps, iters=iters)
+
+
+def w2_from_moments(mean: torch.Tensor, srm: torch.Tensor, target: GaussianTarget, *,
+                    eps: float = W2_EPS, iters: int = SQRTM_ITERS) -> torch.Tensor:
+    """`w2_loss` from the features' mean (N,C) and second raw moment (N,C,C) instead of
+    the maps (a tiled run gathers those over its tiles)."""
     cov = covariance(mean, srm, eps)
     mean_term = (mean - target.mean).square().mean(-1)
     root = sqrtm_newton_schulz(target.cov_sqrt @ cov @ target.cov_sqrt, iters)
@@ -270,6 +280,50 @@ def sqrtm_eigh(a: torch.Tensor) -> torch.Tensor:
     """Exact square root of symmetric PSD matrices (no gradient needed: targets only)."""
     vals, vecs = torch.linalg.eigh(a)
     return (vecs * vals.clamp_min(0).sqrt().unsqueeze(-2)) @ vecs.mT
+
+
+# -- style targets -----------------------------------------------------------------------------
+StyleKind = Literal["gram", "w2"]
+StyleTarget = torch.Tensor | GaussianTarget  # a target Gram (N|1,C,C) or a Gaussian
+
+
+def statistics(loss: StyleKind, features: torch.Tensor, mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, ...]:
+    """A style image's statistics at one layer, in the form several images blend in
+    linearly: (Gram,) for gram, (mean, second raw moment) for w2."""
+    return moments(features, mask) if loss == "w2" else (gram(features, mask),)
+
+
+def statistics_from_sums(loss: StyleKind, second: torch.Tensor, first: torch.Tensor | None,
+                         weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """`statistics` from the sums ``sum m f f^T`` (N,C,C) and ``sum m f`` (N,C) gathered
+    over the positions (tile by tile) and their total weight ``sum m``."""
+    if loss == "w2":
+        assert first is not None
+        return first / weight, second / weight
+    return (second / (second.shape[-1] * weight),)
+
+
+def blend(stats: Sequence[tuple[torch.Tensor, ...]], weights: Sequence[float]
+          ) -> tuple[torch.Tensor, ...]:
+    """The weighted sum of several images' `statistics` (the blend weights sum to 1)."""
+    total: tuple[torch.Tensor, ...] | None = None
+    for s, b in zip(stats, weights, strict=True):
+        scaled = tuple(b * v for v in s)
+        total = scaled if total is None else tuple(
+            a + c for a, c in zip(total, scaled, strict=True))
+    assert total is not None
+    return total
+
+
+def style_target(loss: StyleKind, stats: tuple[torch.Tensor, ...]) -> StyleTarget:
+    """The target a style term compares with, from (blended) `statistics`."""
+    return GaussianTarget.from_moments(*stats) if loss == "w2" else stats[0]
+
+
+def target_scale(target: StyleTarget) -> torch.Tensor:
+    """A style target's own magnitude (N,), what a relative style loss divides by."""
+    return w2_scale(target) if isinstance(target, GaussianTarget) else gram_scale(target)
 
 
 # -- total variation -------------------------------------------------------------------------

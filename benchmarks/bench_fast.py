@@ -1,0 +1,190 @@
+"""Fast style networks on this machine (issue 22): training speed, quality against the
+optimiser, and inference speed.
+
+    python benchmarks/bench_fast.py train --minutes 10 --width 16 --out /tmp/fast
+    python benchmarks/bench_fast.py quality --model /tmp/fast/model.safetensors --out /tmp/fast
+    python benchmarks/bench_fast.py quality --model M --baseline 2     # + the optimiser on 2
+
+`train` (`bench_training`): `artconv.fast.train.train` on ../shared/images/train with the
+real network here (../shared/models/tiny_darknet, style lrelu1,2,4,8,12, content lrelu10),
+van Gogh's Starry Night, stopped after --minutes (or --steps); prints steps/s and photos/s
+(the trainer's own timing of its steps, and the wall clock with previews and checkpoints).
+Re-running with the same --out resumes.
+
+`quality` (`bench_quality`): the model on the held-out photos in ../shared/images/content
+at --size px with the style benchmark's relative errors (benchmarks/bench_loss_scale.py:
+style |G-A|^2/|A|^2 averaged over the style layers, content |F-P|^2/|P|^2 at lrelu10),
+against the optimiser's defaults on the same photos (--baseline N: the first N photos;
+issue 22 quotes 0.03 style / 0.38 content at 256 px for it); writes a side-by-side sheet
+(photo, model, optimiser) to --out to look at. Timings on a shared machine are noisy: the
+load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_loss_scale import CONTENT_LAYERS, STYLE_LAYERS, errors  # noqa: E402
+from common import machine  # noqa: E402
+
+from artconv.fast.data import list_photos  # noqa: E402
+from artconv.fast.model import load_model  # noqa: E402
+from artconv.fast.train import train  # noqa: E402
+from artconv.fast.train_options import TrainOptions  # noqa: E402
+from artconv.io.images import load_image, save_image  # noqa: E402
+from artconv.io.sheet import contact_sheet  # noqa: E402
+from artconv.style import StyleOptions, StyleTransfer  # noqa: E402
+
+# ../shared beside the checkout (a worktree may sit a level deeper than the main one)
+SHARED = next((p / "shared" for p in Path(__file__).resolve().parents[1:]
+               if (p / "shared" / "models").is_dir()), Path("shared"))
+NET = SHARED / "models" / "tiny_darknet" / "load.py"
+STYLE = SHARED / "images" / "style" / "vangogh_starry_night.jpg"
+TRAIN = SHARED / "images" / "train"
+CONTENT = SHARED / "images" / "content"
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def bench_training(args: argparse.Namespace) -> dict[str, Any]:
+    """Train for --minutes (or --steps) and report the speed; the model lands in --out."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    opts = TrainOptions(backbone=f"{NET}:build", style_layers=STYLE_LAYERS,
+                        content_layers=CONTENT_LAYERS, crop=args.crop, width=args.width,
+                        blocks=args.blocks, batch_size=args.batch_size,
+                        style_scale=args.style_scale,
+                        precision=args.precision, steps=args.steps,
+                        style_weight=args.style_weight, content_weight=args.content_weight,
+                        tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
+                        preview_every=args.preview_every, checkpoint_every=100)
+    deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
+    started = time.monotonic()
+    first: list[int] = []
+
+    def until_deadline(step: Any) -> bool:
+        if not first:
+            first.append(step.done - 1)
+        if step.done % 20 == 0:
+            print(f"step {step.done}: " + "  ".join(f"{k} {v:.4g}" for k, v in
+                                                  step.figures.items()), flush=True)
+        return deadline is None or time.monotonic() < deadline
+
+    result = train(opts, [str(STYLE)], list_photos(str(TRAIN)), out / "model.safetensors",
+                   callback=until_deadline, log=print)
+    wall = time.monotonic() - started
+    steps = result.done - (first[0] if first else result.done)
+    row = {"machine": machine(), "load": _load(), "crop": args.crop, "width": args.width,
+           "blocks": args.blocks, "batch": args.batch_size, "precision": args.precision,
+           "steps_done": result.done, "steps_this_run": steps,
+           "steps_per_s": steps / wall if wall > 0 else 0.0,
+           "photos_per_s_wall": steps * args.batch_size / wall if wall > 0 else 0.0,
+           "photos_per_s_steps": result.photos_per_second, "photos": result.photos,
+           "heldout": result.heldout, "skipped": len(result.skipped),
+           "losses": result.figures, "heldout_loss": result.heldout_loss,
+           "model": str(result.output), "work_folder": str(result.folder)}
+    print(json.dumps(row, indent=1))
+    return row
+
+
+@torch.no_grad()
+def bench_quality(args: argparse.Namespace) -> dict[str, Any]:
+    """Relative style and content errors of the model (and of the optimiser on the first
+    --baseline photos) on the held-out photos at --size."""
+    net, recipe = load_model(args.model)
+    st = StyleTransfer(StyleOptions(backbone=f"{NET}:build", size=args.size,
+                                    style_layers=STYLE_LAYERS, content_layers=CONTENT_LAYERS,
+                                    precision="fp32", device="cpu"))
+    style = load_image(STYLE)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"# {machine()}, {_load()}")
+    print(f"# model {args.model}: {recipe.get('steps')} steps, crop "
+          f"{recipe['options']['crop']}, width {recipe['options']['width']}; {args.size} px")
+    print(f"{'photo':<30} {'model style':>11} {'content':>8} {'s/photo':>8}"
+          f" {'optim style':>11} {'content':>8} {'s':>6}")
+    rows, cells = [], {}
+    photos = sorted(p for p in CONTENT.iterdir() if p.suffix in (".png", ".jpg"))
+    for r, photo in enumerate(photos):
+        content = load_image(photo, args.size)
+        start = time.perf_counter()
+        result = net(content[None]).clamp(0, 1)
+        seconds = time.perf_counter() - start
+        s_err, c_err, _ = errors(st, result, content, style, args.size)
+        row: dict[str, Any] = {"photo": photo.name, "model_style": s_err,
+                               "model_content": c_err, "model_seconds": seconds}
+        cells[(r, 0)] = str(save_image(result[0], out / f"{photo.stem}_model.png"))
+        if r < args.baseline:
+            start = time.perf_counter()
+            with torch.enable_grad():
+                optimised = st.run(content[None], [style])
+            row["optimiser_seconds"] = time.perf_counter() - start
+            row["optimiser_style"], row["optimiser_content"], _ = errors(
+                st, optimised, content, style, args.size)
+            cells[(r, 1)] = str(save_image(optimised[0], out / f"{photo.stem}_optimised.png"))
+        rows.append(row)
+        print(f"{photo.name:<30} {s_err:>11.4f} {c_err:>8.4f} {seconds:>8.3f}"
+              + (f" {row['optimiser_style']:>11.4f} {row['optimiser_content']:>8.4f}"
+                 f" {row['optimiser_seconds']:>6.0f}" if "optimiser_style" in row else ""),
+              flush=True)
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("model_style", "model_content")}
+    print(f"{'mean':<30} {mean['model_style']:>11.4f} {mean['model_content']:>8.4f}")
+    sheet = contact_sheet([str(p) for p in photos], [None, None], cells,
+                          out / f"side_by_side_{args.size}.png", thumb=args.size)
+    print(f"sheet: {sheet} (rows: photo, model, optimiser)")
+    summary = {"machine": machine(), "size": args.size, "rows": rows, "mean": mean}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("train", help="training speed (bench_training)")
+    t.add_argument("--out", default="/tmp/artconv_bench_fast")
+    t.add_argument("--minutes", type=float, default=10.0)
+    t.add_argument("--steps", type=int, default=None, help="instead of --minutes' stop")
+    t.add_argument("--crop", type=int, default=256)
+    t.add_argument("--style-scale", type=float, default=1.0,
+                   help="style image size / crop (2 with --crop 128 = the style at 256)")
+    t.add_argument("--width", type=int, default=16)
+    t.add_argument("--blocks", type=int, default=5)
+    t.add_argument("--batch-size", type=int, default=4)
+    t.add_argument("--precision", default="auto")
+    t.add_argument("--style-weight", type=float, default=None)
+    t.add_argument("--content-weight", type=float, default=None)
+    t.add_argument("--tv-weight", type=float, default=None)
+    t.add_argument("--temporal-weight", default="0")
+    t.add_argument("--preview-every", type=int, default=100)
+    q = sub.add_parser("quality", help="errors against the optimiser (bench_quality)")
+    q.add_argument("--model", required=True)
+    q.add_argument("--out", default="/tmp/artconv_bench_fast")
+    q.add_argument("--size", type=int, default=256)
+    q.add_argument("--baseline", type=int, default=0, help="optimise the first N photos too")
+    q.add_argument("--json", action="store_true")
+    for p in (t, q):
+        p.add_argument("--threads", type=int, default=None,
+                       help="torch threads (1 is many times faster on a busy machine)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not NET.is_file():
+        sys.exit(f"needs {NET} (the shared Tiny Darknet)")
+    {"train": bench_training, "quality": bench_quality}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
