@@ -21,7 +21,7 @@ _EXPORTS = {
     "load_image": "artconv.io.images",
     "save_image": "artconv.io.images",
     "read_recipe": "artconv.io.images",
-    "stylize": "artconv.style.engine",
+    "stylize": "artconv.api",
     "StyleOptions": "artconv.style.options",
     "StyleTransfer": "artconv.style.engine",
     "dream": "artconv.deepdream.engine",
@@ -39,13 +39,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from artconv.api import stylize
     from artconv.deepdream.engine import Dreamer, DreamOptions, dream
     from artconv.deepdream.zoom import dream_frames
     from artconv.errors import ArtconvError
     from artconv.features import FeatureOptions, pixel_features
     from artconv.io.images import load_image, read_recipe, save_image
     from artconv.nets.extractor import Backbone, FeatureExtractor
-    from artconv.style import StyleOptions, StyleTransfer, stylize
+    from artconv.style import StyleOptions, StyleTransfer
 
 
 __getattr__ = _moved.forward(__name__, names=_EXPORTS)

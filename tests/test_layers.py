@@ -58,8 +58,10 @@ LAYERS = [
     ("artconv.web",),
     ("artconv.batch",),
     ("artconv.video",),
+    ("artconv.api",),
     ("artconv.registry", "artconv.presets", "artconv.progress"),
-    ENGINES,
+    ENGINES + ("artconv.fast",),
+    ("artconv.losses",),
     ("artconv.nets", "artconv.io", "artconv.networks"),
     ("artconv.errors", "artconv.options", "artconv.engine", "artconv.outputs",
      "artconv.device", "artconv._moved", "artconv._version"),
@@ -71,7 +73,6 @@ PENDING_LOOPS = {
     ("artconv.video.clip", "artconv.video.segments"),  # clip <-> segments (the video branch)
     ("artconv.web.runner", "artconv.web.studio"),  # the studio's JPEG encoder (web branch)
     ("artconv.web.app", "artconv"),  # __version__ from artconv._version (web branch)
-    ("artconv.style.engine", "artconv.presets"),  # stylize's helpers move up (style branch)
     ("artconv.io.images", "artconv.presets"),  # the download progress bar (io branch)
 }
 # The option records and the registry feed `--help`: torch must not load with them.

@@ -11,4 +11,6 @@ from artconv.style.options import StyleOptions
 
 __all__ = ["StyleOptions"]
 
-__getattr__ = forward(__name__, "artconv.style.engine")
+# stylize and its preset helpers moved up to artconv.api (they read presets and the registry)
+__getattr__ = forward(__name__, "artconv.style.engine", names={
+    name: "artconv.api" for name in ("stylize", "resolve_styles", "build_options", "StyleSources")})
