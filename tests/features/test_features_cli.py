@@ -341,3 +341,42 @@ def test_shared_pca_over_npy_outputs_gives_no_torch_warning(tmp_path, backbone_f
     assert proc.returncode == 0, proc.stderr
     assert "not writable" not in proc.stderr
     assert (tmp_path / "out" / "b.pca.png").is_file()
+
+
+def _mapped_kb(name_part: str) -> int:
+    """Resident KB of this process's file mappings whose path contains `name_part`."""
+    total, counting = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+            counting = len(head) >= 6 and name_part in head[-1]
+        elif counting and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="needs Linux /proc")
+def test_a_memory_mapped_array_is_written_tile_by_tile_not_kept_resident(
+        run, tmp_path, monkeypatch):
+    """A 100 MP relu1_1 array (26 GB) grew the process to 20 GB: the memory-mapped .npy
+    stayed resident as it filled. Each finished tile now leaves memory for the file."""
+    from artconv.features import engine as features_engine
+
+    image = make_image(tmp_path / "big.png", (192, 192))
+    resident: list[int] = []
+    real = features_engine.extract_into
+
+    def watched(*args, on_tile, **kw):
+        def after(i):
+            go = on_tile(i)
+            resident.append(_mapped_kb(".m.npy."))
+            return go
+        return real(*args, on_tile=after, **kw)
+
+    monkeypatch.setattr(features_engine, "extract_into", watched)
+    code, _, err = run(image, "-l", "r1", "--memmap", "always", "--tile", "32",
+                       "-o", tmp_path / "m.npy")
+    assert code == 0, err
+    size_kb = (tmp_path / "m.npy").stat().st_size // 1024
+    assert len(resident) >= 36 and size_kb > 1000
+    assert max(resident) < size_kb // 8, (max(resident), size_kb)
