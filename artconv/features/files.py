@@ -189,14 +189,18 @@ def use_memmap(plan: FeaturePlan, array: Path | None, mode: str) -> bool:
     """Whether to build the features memory-mapped on disk (--memmap auto|always|never):
     auto when they would take more than half the available RAM. Refuses an array format
     that cannot be built that way when it must be."""
-    if plan.upsample == "none":  # per-layer maps are always built in RAM
+    avail = available_ram()
+    if plan.upsample == "none" or mode == "never":  # built in RAM: refuse what cannot fit
         if mode == "always":
             raise ArtconvError("--memmap always: needs per-pixel features (a .npy); "
                                "--upsample none gives one map per layer")
+        if avail is not None and plan.nbytes > avail:
+            how = ("" if plan.upsample == "none" else "--memmap auto (a .npy built on disk), ")
+            raise ArtconvError(
+                f"{array or 'features'}: the features need {human(plan.nbytes)} "
+                f"({plan.shape_text()}) in RAM but only {human(avail)} is available; use "
+                f"{how}--dtype float16, fewer --layers or a smaller --size")
         return False
-    if mode == "never":
-        return False
-    avail = available_ram()
     too_big = avail is not None and plan.nbytes > avail / 2
     if mode == "auto" and not too_big:
         return False

@@ -135,6 +135,23 @@ def test_a_full_disk_is_refused_with_the_size_needed(run, tmp_path, image_file, 
     assert not (tmp_path / "f.npy").exists()
 
 
+def test_features_that_must_be_in_ram_and_cannot_fit_are_refused_before_allocation(
+        run, tmp_path, image_file, monkeypatch):
+    """--memmap never (or --upsample none maps) of a 100 MP image allocated 20 GB and more."""
+    from artconv.features import files as featurefiles
+
+    monkeypatch.setattr(featurefiles, "available_ram", lambda: 100_000)
+    monkeypatch.setattr(featurefiles, "allocate", lambda plan: pytest.fail("allocated"))
+    code, _, err = run(image_file, "-l", "r1,r3", "--memmap", "never", "-o", tmp_path / "f.npy")
+    assert_one_line_error(code, err, "f.npy: the features need 184.3 KB", "in RAM but only "
+                          "100.0 KB is available", "--memmap auto")
+    monkeypatch.setattr(featurefiles, "available_ram", lambda: 50_000)  # the maps: 69 KB
+    code, _, err = run(image_file, "-l", "r1,r3", "--upsample", "none", "-o",
+                       tmp_path / "m.npz")
+    assert code != 0 and "m.npz: the features need" in err and "--memmap auto" not in err
+    assert not list(tmp_path.glob("*.np*"))
+
+
 def test_too_big_for_ram_writes_npy_memory_mapped_and_refuses_pt(run, tmp_path, image_file,
                                                                  monkeypatch):
     from artconv.features import files as featurefiles
