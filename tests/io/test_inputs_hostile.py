@@ -119,6 +119,30 @@ def test_style_reads_content_and_style_at_the_size_it_needs(tmp_path, backbone_f
     assert asked == {"c.png": 32, "s.png": 16}
 
 
+def test_a_style_batch_reads_its_styles_at_the_size_it_needs(tmp_path, backbone_file,
+                                                              capsys, monkeypatch):
+    content = make_image(tmp_path / "c.png", (300, 200))
+    style = make_image(tmp_path / "s.png", (240, 180), seed=1)
+    asked: dict[str, int | None] = {}
+    real = images.load_image
+
+    def spy(src, size=None, **kw):
+        asked[Path(src).name] = size
+        return real(src, size, **kw)
+
+    import artconv.batch.local as local
+
+    monkeypatch.setattr(local, "load_image", spy)
+    code, _, err = run_cli(["batch", "style", str(content), "--styles", str(style),
+                            "--out-dir", str(tmp_path / "out"), "--backbone",
+                            f"{backbone_file}:build", "--content-layers", "r2",
+                            "--style-layers", "r1,r2", "-s", "32", "--style-scale", "0.5",
+                            "--iterations", "1", "--device", "cpu", "--precision", "fp32",
+                            "--quiet"], capsys)
+    assert code == 0, err
+    assert asked == {"c.png": 32, "s.png": 16}
+
+
 # -- pixel bombs ------------------------------------------------------------------------------
 def test_a_pixel_bomb_in_a_frames_folder_is_one_line_before_any_work(tmp_path, capsys):
     folder = tmp_path / "frames"
