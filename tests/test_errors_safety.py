@@ -238,7 +238,9 @@ def test_cli_one_pixel_content_writes_its_output(tmp_path, backbone_file, capsys
 
 @pytest.mark.parametrize("args, fragments", [
     (["-s", "16"], ["c.png: 16x13 px at --size 16", "relu5_1", "16x16 px"]),
-    (["--scales", "16,32"], ["c.png: 16x13 px at --scales 16", "relu5_1"]),
+    # The content is read at the output size (32 px: 32x27), as a batch reads it, and each
+    # scale is fitted from that: 16x14 here, where 40x48 fitted directly gives 16x13.
+    (["--scales", "16,32"], ["c.png: 16x14 px at --scales 16", "relu5_1"]),
     (["-s", "32", "--style-scale", "0.2"], ["s.png: 6x6 px at --style-scale 0.2 of 32 px",
                                             "relu5_1"]),
 ])

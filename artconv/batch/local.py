@@ -133,7 +133,7 @@ class LocalRunner:
         job0, opts = members[0]
         try:
             engine = self.engine(spec, opts)
-            sources, inputs = style_inputs(spec, job0)
+            sources, inputs = style_inputs(spec, job0, opts)
         except Exception as exc:  # noqa: BLE001 - a bad style fails its jobs, not the batch
             for job, _ in members:
                 record(JobResult(job, "failed", reason(exc)))
@@ -173,7 +173,7 @@ class LocalRunner:
                 raise ArtconvError(f"{job.input}: clips run with the style and dream "
                                    f"engines, not {spec.name}")
             engine = self.engine(spec, opts)
-            sources, inputs = style_inputs(spec, job)
+            sources, inputs = style_inputs(spec, job, opts)
             try:
                 run_clip(engine, job.input, job.output,
                          video=VideoOptions.from_dict(dict(job.video), source=job.where
@@ -214,13 +214,15 @@ def guarded(job: Job, work: Callable[[], Any], seconds: float = 0.0) -> JobResul
     return JobResult(job, "done", seconds=seconds + time.perf_counter() - start)
 
 
-def style_inputs(spec: registry.EngineSpec, job: Job) -> tuple[list[str], dict[str, Any]]:
-    """The files behind a job's styles (for its recipe) and the engine's style inputs; none
-    for an engine that takes no styles."""
+def style_inputs(spec: registry.EngineSpec, job: Job, opts: CoreOptions
+                 ) -> tuple[list[str], dict[str, Any]]:
+    """The files behind a job's styles (for its recipe) and the engine's style inputs, read
+    at the size `opts` uses them at; none for an engine that takes no styles."""
     if not spec.takes_styles:
         return [], {}
     images = resolve_sources(job.styles, spec.name).images
-    return [str(p) for p in images], {"styles": [load_image(p) for p in images]}
+    size = getattr(opts, "style_size", None)
+    return [str(p) for p in images], {"styles": [load_image(p, size) for p in images]}
 
 
 def same_sized(spec: registry.EngineSpec, members: Sequence[Member], opts: CoreOptions,

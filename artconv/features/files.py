@@ -18,6 +18,7 @@ first (`artconv.outputs`): nothing is ever on disk without its recipe.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import shutil
 import time
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from artconv import outputs
-from artconv.engine import Callback, Display
+from artconv.engine import Callback, Display, keep_going
 from artconv.errors import ArtconvError
 from artconv.features.arrays import (
     Features,
@@ -116,10 +117,17 @@ class FeatureWriter:
         self.groups = [s.channels for s in plan.layers]
         return plan
 
-    def compute(self, image: torch.Tensor, plan: FeaturePlan, out: Output) -> Output:
+    def compute(self, image: torch.Tensor, plan: FeaturePlan, out: Output,
+                after_tile: Callable[[], object] | None = None) -> Output:
         """The features of `image` into `out`: every feature computed for a file is computed
         here. A callback that stops the engine leaves them incomplete: nothing is written."""
-        if not self.engine.extract_into(image, plan, out):
+        callback = None
+        if after_tile is not None:
+            def callback(step: Any) -> bool:
+                go = keep_going(self.engine.callback, step)
+                after_tile()
+                return go
+        if not self.engine.extract_into(image, plan, out, callback=callback):
             raise ArtconvError("features: stopped before every tile was computed; nothing "
                                "written")
         return out
@@ -157,12 +165,23 @@ class FeatureWriter:
 
     def _memmap(self, path: Path, image: torch.Tensor, plan: FeaturePlan) -> np.memmap:
         arr = open_npy(path, plan.shape, plan.dtype)
-        self.compute(image, plan, torch.from_numpy(arr))
-        arr.flush()
+        self.compute(image, plan, torch.from_numpy(arr), after_tile=lambda: release_pages(arr))
+        release_pages(arr)
         return arr
 
     def recipe(self, files: FeatureFiles, plan: FeaturePlan) -> dict[str, Any]:
         return self.engine.recipe([files.image], plan=plan)
+
+
+def release_pages(arr: np.memmap) -> None:
+    """Write what a memory-mapped array holds to its file and unmap its pages from this
+    process: written tile by tile, the array then never becomes resident as a whole (a
+    100 MP relu1_1 array is 26 GB; the kernel keeps the pages as reclaimable file cache)."""
+    arr.flush()
+    mapped = getattr(arr, "_mmap", None)  # numpy keeps the mmap object here
+    if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+        # A shared file mapping, flushed: dropping its pages loses nothing.
+        mapped.madvise(mmap.MADV_DONTNEED)
 
 
 # -- sizes and machines ---------------------------------------------------------------------------
@@ -170,14 +189,18 @@ def use_memmap(plan: FeaturePlan, array: Path | None, mode: str) -> bool:
     """Whether to build the features memory-mapped on disk (--memmap auto|always|never):
     auto when they would take more than half the available RAM. Refuses an array format
     that cannot be built that way when it must be."""
-    if plan.upsample == "none":  # per-layer maps are always built in RAM
+    avail = available_ram()
+    if plan.upsample == "none" or mode == "never":  # built in RAM: refuse what cannot fit
         if mode == "always":
             raise ArtconvError("--memmap always: needs per-pixel features (a .npy); "
                                "--upsample none gives one map per layer")
+        if avail is not None and plan.nbytes > avail:
+            how = ("" if plan.upsample == "none" else "--memmap auto (a .npy built on disk), ")
+            raise ArtconvError(
+                f"{array or 'features'}: the features need {human(plan.nbytes)} "
+                f"({plan.shape_text()}) in RAM but only {human(avail)} is available; use "
+                f"{how}--dtype float16, fewer --layers or a smaller --size")
         return False
-    if mode == "never":
-        return False
-    avail = available_ram()
     too_big = avail is not None and plan.nbytes > avail / 2
     if mode == "auto" and not too_big:
         return False

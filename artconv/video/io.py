@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,9 +31,12 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", "
 # Output container per suffix: H.264 and AAC/any copied audio live in all three.
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 DEFAULT_FPS = Fraction(25)
-# More missing frames in a row than this is damage (a variable frame rate clip may skip a
-# few), not a clip to continue silently.
+# In a clip whose container does not count its frames (MPEG-TS), more missing frames in a
+# row than this is damage, not a clip to continue silently. A counted clip is judged by its
+# count instead, so a variable frame rate clip may hold a frame as long as it likes.
 MAX_GAP = 4
+# Frames a counted clip may decode fewer than it lists (an edit list trimming its start).
+COUNT_SLACK = 1
 
 
 def is_clip(text: str | os.PathLike[str]) -> bool:
@@ -117,10 +121,35 @@ def probe(source: str | os.PathLike[str], options: VideoOptions | None = None) -
         elif count is None and container.duration:
             count = round(container.duration / 1e6 * float(fps))
         rotation = _rotation(container)
+        if stream.frames:
+            _check_listed_frames(path, container, stream, options)
         w, h = stream.codec_context.width, stream.codec_context.height
         if rotation % 180:
             w, h = h, w
         return ClipInfo(path, fps, w, h, rotation, count, bool(container.streams.audio))
+
+
+def _check_listed_frames(path: Path, container: Any, stream: Any, options: VideoOptions
+                         ) -> None:
+    """Refuse, before any work, a clip holding fewer frames than its index lists (cut off,
+    or written by a recorder that stopped) when the frames asked for run past those there:
+    reading the packets costs no decoding."""
+    present, last = 0, 0.0
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                present += 1
+                if packet.pts is not None and packet.time_base:
+                    last = max(last, float((packet.pts + (packet.duration or 0))
+                                           * packet.time_base))
+    except Exception:  # noqa: BLE001 - PyAV's error types; the count so far is the answer
+        pass
+    container.seek(0)
+    wanted_end = math.inf if options.duration is None else options.start + options.duration
+    if present + COUNT_SLACK < stream.frames and wanted_end > last:
+        raise ArtconvError(f"{path}: holds {present} of the {stream.frames} frames it lists "
+                           f"(frames {present + 1}-{stream.frames}, from {last:.3g} s, are cut "
+                           "off or damaged); give --duration to take frames before them")
 
 
 def _rotation(container: Any) -> int:
@@ -188,13 +217,16 @@ def read_frames(source: str | os.PathLike[str], options: VideoOptions | None = N
         stream.thread_type = "AUTO"
         if options.start > 0 and stream.time_base:
             container.seek(int(options.start / stream.time_base), stream=stream)
+        counted = stream.frames or 0  # what the container's index lists (0: no index)
         index = -1
         number = round(options.start * float(info.fps))  # the clip's frames before this one
         frames = container.decode(stream)
+        t, ended = 0.0, False
         while True:
             try:
                 frame = next(frames)
             except StopIteration:
+                ended = True
                 break
             except Exception as exc:  # noqa: BLE001 - PyAV raises its own error types
                 raise ArtconvError(f"{path}: cannot decode frame {number + 1} "
@@ -202,7 +234,7 @@ def read_frames(source: str | os.PathLike[str], options: VideoOptions | None = N
             index += 1
             t = frame.time if frame.time is not None else index / float(info.fps)
             now = round(t * float(info.fps)) + 1
-            if index and now - number > MAX_GAP:  # the decoder skipped what it could not read
+            if index and not counted and now - number > MAX_GAP:  # skipped what it could not read
                 raise ArtconvError(f"{path}: cannot decode frames {number + 1}-{now - 1} "
                                    "(the clip is damaged there)")
             number = now
@@ -219,6 +251,13 @@ def read_frames(source: str | os.PathLike[str], options: VideoOptions | None = N
     if kept == 0:
         raise ArtconvError(f"{path}: no frame decoded"
                            + (f" from --start {options.start:g} s" if options.start else ""))
+    if (ended and not options.start and options.duration is None
+            and index + 1 + COUNT_SLACK < counted):
+        # The packets were there (probe counted them) but fewer frames decode from them.
+        raise ArtconvError(f"{path}: only {index + 1} of the {counted} frames it lists "
+                           f"decode (frames {index + 2}-{counted} are damaged or cut off); "
+                           f"--duration {t + 1 / float(info.fps):.3g} takes the ones "
+                           "before")
 
 
 def _read_folder(source: str | os.PathLike[str], options: VideoOptions, size: int | None

@@ -135,6 +135,23 @@ def test_a_full_disk_is_refused_with_the_size_needed(run, tmp_path, image_file, 
     assert not (tmp_path / "f.npy").exists()
 
 
+def test_features_that_must_be_in_ram_and_cannot_fit_are_refused_before_allocation(
+        run, tmp_path, image_file, monkeypatch):
+    """--memmap never (or --upsample none maps) of a 100 MP image allocated 20 GB and more."""
+    from artconv.features import files as featurefiles
+
+    monkeypatch.setattr(featurefiles, "available_ram", lambda: 100_000)
+    monkeypatch.setattr(featurefiles, "allocate", lambda plan: pytest.fail("allocated"))
+    code, _, err = run(image_file, "-l", "r1,r3", "--memmap", "never", "-o", tmp_path / "f.npy")
+    assert_one_line_error(code, err, "f.npy: the features need 184.3 KB", "in RAM but only "
+                          "100.0 KB is available", "--memmap auto")
+    monkeypatch.setattr(featurefiles, "available_ram", lambda: 50_000)  # the maps: 69 KB
+    code, _, err = run(image_file, "-l", "r1,r3", "--upsample", "none", "-o",
+                       tmp_path / "m.npz")
+    assert code != 0 and "m.npz: the features need" in err and "--memmap auto" not in err
+    assert not list(tmp_path.glob("*.np*"))
+
+
 def test_too_big_for_ram_writes_npy_memory_mapped_and_refuses_pt(run, tmp_path, image_file,
                                                                  monkeypatch):
     from artconv.features import files as featurefiles
@@ -341,3 +358,42 @@ def test_shared_pca_over_npy_outputs_gives_no_torch_warning(tmp_path, backbone_f
     assert proc.returncode == 0, proc.stderr
     assert "not writable" not in proc.stderr
     assert (tmp_path / "out" / "b.pca.png").is_file()
+
+
+def _mapped_kb(name_part: str) -> int:
+    """Resident KB of this process's file mappings whose path contains `name_part`."""
+    total, counting = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+            counting = len(head) >= 6 and name_part in head[-1]
+        elif counting and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="needs Linux /proc")
+def test_a_memory_mapped_array_is_written_tile_by_tile_not_kept_resident(
+        run, tmp_path, monkeypatch):
+    """A 100 MP relu1_1 array (26 GB) grew the process to 20 GB: the memory-mapped .npy
+    stayed resident as it filled. Each finished tile now leaves memory for the file."""
+    from artconv.features import engine as features_engine
+
+    image = make_image(tmp_path / "big.png", (192, 192))
+    resident: list[int] = []
+    real = features_engine.extract_into
+
+    def watched(*args, on_tile, **kw):
+        def after(i):
+            go = on_tile(i)
+            resident.append(_mapped_kb(".m.npy."))
+            return go
+        return real(*args, on_tile=after, **kw)
+
+    monkeypatch.setattr(features_engine, "extract_into", watched)
+    code, _, err = run(image, "-l", "r1", "--memmap", "always", "--tile", "32",
+                       "-o", tmp_path / "m.npy")
+    assert code == 0, err
+    size_kb = (tmp_path / "m.npy").stat().st_size // 1024
+    assert len(resident) >= 36 and size_kb > 1000
+    assert max(resident) < size_kb // 8, (max(resident), size_kb)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,7 @@ from PIL import Image
 import artconv.io.images as images
 from artconv.io.images import image_hw, load_image, save_image
 from artconv.video.io import probe, read_frames
+from artconv.video.options import VideoOptions
 from tests.conftest import make_image, run_cli
 from tests.video.clips import frames, write_clip
 
@@ -117,6 +119,30 @@ def test_style_reads_content_and_style_at_the_size_it_needs(tmp_path, backbone_f
     assert asked == {"c.png": 32, "s.png": 16}
 
 
+def test_a_style_batch_reads_its_styles_at_the_size_it_needs(tmp_path, backbone_file,
+                                                              capsys, monkeypatch):
+    content = make_image(tmp_path / "c.png", (300, 200))
+    style = make_image(tmp_path / "s.png", (240, 180), seed=1)
+    asked: dict[str, int | None] = {}
+    real = images.load_image
+
+    def spy(src, size=None, **kw):
+        asked[Path(src).name] = size
+        return real(src, size, **kw)
+
+    import artconv.batch.local as local
+
+    monkeypatch.setattr(local, "load_image", spy)
+    code, _, err = run_cli(["batch", "style", str(content), "--styles", str(style),
+                            "--out-dir", str(tmp_path / "out"), "--backbone",
+                            f"{backbone_file}:build", "--content-layers", "r2",
+                            "--style-layers", "r1,r2", "-s", "32", "--style-scale", "0.5",
+                            "--iterations", "1", "--device", "cpu", "--precision", "fp32",
+                            "--quiet"], capsys)
+    assert code == 0, err
+    assert asked == {"c.png": 32, "s.png": 16}
+
+
 # -- pixel bombs ------------------------------------------------------------------------------
 def test_a_pixel_bomb_in_a_frames_folder_is_one_line_before_any_work(tmp_path, capsys):
     folder = tmp_path / "frames"
@@ -130,3 +156,44 @@ def test_a_pixel_bomb_in_a_frames_folder_is_one_line_before_any_work(tmp_path, c
     with pytest.raises(images.ArtconvError, match="over the"):
         probe(folder)
     assert image_hw(folder / "b.png") == (20000, 20000)  # the header alone: no limit
+
+
+# -- clips that hold fewer frames than they list, and valid variable frame rates -------------
+def _mp4(path: Path, pts: list[int], **options: str) -> Path:
+    """An H.264 clip at time base 1/12 with the given frame times (a gap is a held frame)."""
+    import av
+
+    with av.open(str(path), "w", options=options) as out:
+        stream = out.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 12)
+        for image, t in zip(frames(len(pts), (48, 64)), pts, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 12)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_a_clip_holding_fewer_frames_than_it_lists_is_refused_before_any_work(tmp_path,
+                                                                             capsys):
+    """Its index lists 12 frames, 3 decode: that was a silent 3-frame clip, "partial": false."""
+    whole = _mp4(tmp_path / "whole.mp4", list(range(12)), movflags="faststart")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 9 // 10])
+    code, _, err = run_cli(["dream", str(cut), "-s", "32", "--weights", "random",
+                            "-o", str(tmp_path / "out.mp4")], capsys)
+    line = one_line(err)
+    assert code != 0 and "cut.mp4: holds 6 of the 12 frames it lists (frames 7-12" in line
+    assert "--duration" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4", "whole.mp4"]
+    assert len(list(read_frames(cut, VideoOptions(duration=0.25)))) == 3  # what is there
+
+
+def test_a_variable_frame_rate_clip_with_a_long_hold_is_read_whole(tmp_path):
+    """A frame held 0.83 s (10 frame times at 12 fps) is no damage: all 8 frames come."""
+    clip = _mp4(tmp_path / "vfr.mp4", [0, 1, 2, 12, 13, 14, 15, 16])
+    assert probe(clip).frames == 8
+    assert len(list(read_frames(clip))) == 8

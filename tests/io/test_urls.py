@@ -21,6 +21,7 @@ from artconv.errors import ArtconvError
 from artconv.io.files import url_cache_path, url_of, url_stem
 from artconv.io.images import image_hw, load_image, read_recipe
 from artconv.presets import download_image, list_presets
+from artconv.video.io import is_video_input
 from tests.conftest import make_image, run_cli
 
 STYLES = Path(__file__).resolve().parents[2] / "styles"
@@ -119,6 +120,10 @@ def test_urls_are_recognised_also_after_pathlib_ate_a_slash(tmp_path):
     assert url_of("ftp://host/a.png") is None and url_of(3) is None
     assert url_stem("https://x.org/thumb/a/ab/E.jpg/1280px-E.jpg?x=1") == "1280px-E"
     assert url_cache_path("http://a/x.png") != url_cache_path("http://b/x.png")
+    # A URL's '?' and '[' are its query, not a glob of frames; its stem is one plain name.
+    assert not is_video_input("http://h/q.png?size=[2].png")
+    assert url_stem("http://h/a/..%2F..%2Fx y.png?q=/../../z") == "x_y"
+    assert url_stem("http://h/..?q=/../../z") == "image"
 
 
 # -- content and style by URL, through the CLI ------------------------------------------------
