@@ -140,7 +140,7 @@ class Studio:
             for job in jobs:
                 self.jobs[job.id] = job
                 self._touch(job)
-        self._save_queue()  # on disk before the page hears of them
+        self._save_queue()  # on disk before the request that made them is answered
         for job in jobs:
             self._queue.put(job.id)
         return jobs
