@@ -6,13 +6,17 @@ import ipaddress
 import secrets
 import socket
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from artconv import registry
 from artconv.cli.common import console
 from artconv.errors import ArtconvError
 from artconv.outputs import check_folder
+
+if TYPE_CHECKING:
+    from artconv.web.studio import Studio
 
 
 def is_loopback(host: str) -> bool:
@@ -61,54 +65,86 @@ def serve(
     try:
         import uvicorn
 
-        from artconv.web.app import LOOPBACK_NAMES, create_app
+        from artconv.web.app import create_app
     except ImportError as exc:
         raise ArtconvError(f"artconv serve needs the web extra ({exc.name} is missing): "
                            "pip install 'artconv[web]'") from None
-    from artconv import registry
-    from artconv.web.studio import Studio
 
-    loopback = is_loopback(host)
-    if token is not None and len(token) < 8:
-        raise ArtconvError("--token: use at least 8 characters")
-    generated = not loopback and token is None
-    if generated:
-        token = secrets.token_urlsafe(24)
+    token, generated = _token(host, token)
     if engine not in ("local", "ray"):
         raise ArtconvError(f"--engine {engine!r}: choose local or ray")
     if workers > 1 and engine != "ray":
         raise ArtconvError(f"--workers {workers}: needs --engine ray (here jobs run one at a "
                            "time on this machine's device)")
-    # The server's network: the page never changes it (no downloads a page could start).
-    network = {k: v for k, v in (("weights", weights), ("arch", arch)) if v is not None}
-    defaults = {name: network for name in registry.ENGINES} if network else {}
     # Everything that can be checked without writing is checked before the port is bound,
     # and nothing is made in the folder until the port is ours.
     check_folder(Path(out_dir).expanduser(), "--out-dir")
     sock = _listen(host, port)
     try:
-        studio = Studio(out_dir, defaults=defaults,
-                        max_upload=int(max_upload_mb * 1024 * 1024), workers=workers)
+        studio = _studio(out_dir, weights=weights, arch=arch, workers=workers,
+                         max_upload=int(max_upload_mb * 1024 * 1024))
+        if engine == "ray":
+            _join_ray(studio, address=address, gpus_per_job=gpus_per_job,
+                      cpus_per_job=cpus_per_job, max_retries=max_retries, workers=workers)
     except BaseException:
         sock.close()
         raise
-    if engine == "ray":  # joined now: a wrong address or flag is an error before serving
-        from artconv.web.runner import StudioRayRunner
+    app = create_app(studio, token=token, hosts=_hosts(host))
+    _announce(host, sock.getsockname()[1], token, studio, generated, ray=engine == "ray")
+    # A page keeps its event stream open: Ctrl-C must not wait for it, nor for a running
+    # job to end (the studio then stops it, keeping its image so far).
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                           timeout_graceful_shutdown=3))
+    server.run(sockets=[sock])
 
-        studio.runner = StudioRayRunner(studio.on_step, address=address,
-                                        gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
-                                        max_retries=max_retries, workers=workers)
-        try:
-            studio.runner.connect()
-        except BaseException:
-            sock.close()
-            studio.close()  # ends Ray if joining started it and a check then failed
-            raise
-    port = sock.getsockname()[1]
-    # Requests must name the host served (DNS rebinding); any name on a wildcard address.
-    hosts = list(LOOPBACK_NAMES) if loopback else (
-        ["*"] if host in ("0.0.0.0", "::") else [host, f"[{host}]", *LOOPBACK_NAMES])
-    app = create_app(studio, token=token, hosts=hosts)
+
+def _token(host: str, token: str | None) -> tuple[str | None, bool]:
+    """The token every request needs (one is generated beyond loopback), and whether it
+    was generated."""
+    if token is not None and len(token) < 8:
+        raise ArtconvError("--token: use at least 8 characters")
+    if token is None and not is_loopback(host):
+        return secrets.token_urlsafe(24), True
+    return token, False
+
+
+def _studio(out_dir: str, *, weights: str | None, arch: str | None, workers: int,
+            max_upload: int) -> Studio:
+    """The studio on `out_dir`, its network the server's: the page never changes it (no
+    downloads a page could start)."""
+    from artconv.web.studio import Studio
+
+    network = {k: v for k, v in (("weights", weights), ("arch", arch)) if v is not None}
+    defaults = {name: network for name in registry.ENGINES} if network else {}
+    return Studio(out_dir, defaults=defaults, max_upload=max_upload, workers=workers)
+
+
+def _join_ray(studio: Studio, *, workers: int, **cluster: Any) -> None:
+    """The studio's queue on Ray workers, the cluster joined now: a wrong address or flag
+    is an error before serving."""
+    from artconv.web.runner import StudioRayRunner
+
+    studio.runner = StudioRayRunner(studio.on_step, workers=workers, **cluster)
+    try:
+        studio.runner.connect()
+    except BaseException:
+        studio.close()  # ends Ray if joining started it and a check then failed
+        raise
+
+
+def _hosts(host: str) -> list[str]:
+    """The host names requests may name (DNS rebinding); any name on a wildcard address."""
+    from artconv.web.app import LOOPBACK_NAMES
+
+    if is_loopback(host):
+        return list(LOOPBACK_NAMES)
+    if host in ("0.0.0.0", "::"):
+        return ["*"]
+    return [host, f"[{host}]", *LOOPBACK_NAMES]
+
+
+def _announce(host: str, port: int, token: str | None, studio: Studio, generated: bool,
+              *, ray: bool) -> None:
     shown = f"[{host}]" if ":" in host else host
     address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     console.print(f"artconv studio: {address}", highlight=False, soft_wrap=True)
@@ -116,17 +152,13 @@ def serve(
     if studio.resumed:
         console.print(f"resumed {studio.resumed} queued job{'s' if studio.resumed > 1 else ''} "
                       "the last server on this folder left", highlight=False)
-    if engine == "ray":
-        console.print(f"jobs run on Ray ({workers} worker{'s' if workers > 1 else ''}, "
-                      "networks kept loaded)", highlight=False)
+    if ray:
+        console.print(f"jobs run on Ray ({studio.workers} worker"
+                      f"{'s' if studio.workers > 1 else ''}, networks kept loaded)",
+                      highlight=False)
     if generated:
         console.print("listening beyond this machine: every request needs the token above "
                       "(generated; give --token to choose one)", highlight=False)
-    # A page following a running job keeps its event stream open: Ctrl-C must not wait for
-    # the job to end (the studio then stops it, keeping its image so far).
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
-                                           timeout_graceful_shutdown=3))
-    server.run(sockets=[sock])
 
 
 def _listen(host: str, port: int) -> socket.socket:

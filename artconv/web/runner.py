@@ -21,10 +21,9 @@ worker that dies is restarted by Ray and its job retried up to `max_retries` tim
 
 from __future__ import annotations
 
-import io
+import functools
 import queue
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from artconv.engine import Callback, Step
 from artconv.errors import ArtconvError
 from artconv.options import CoreOptions
 from artconv.progress import Progress
+from artconv.web.previews import PREVIEWS_PER_SECOND, Previews, from_jpeg
 
 POLL_SECONDS = 1 / 3  # how often the driver asks a Ray worker for steps and a preview
 POLL_TIMEOUT = 10.0  # a poll unanswered this long (a worker restarting) is skipped
@@ -69,11 +69,11 @@ class StudioWorker:
     while `poll` hands over the steps so far and asks the job to stop."""
 
     def __init__(self, previews_per_second: float) -> None:
-        self.interval = 1.0 / previews_per_second
+        self.per_second = previews_per_second
+        self.previews = Previews(previews_per_second)
         self.lock = threading.Lock()
         self.steps: list[dict[str, Any]] = []
         self.preview: bytes | None = None
-        self.last_preview = 0.0
         self.current = ""
         self.stopped: set[str] = set()  # by job id: a stop may arrive before its render
         self.runner = StudioRunner(self.on_step)
@@ -83,22 +83,16 @@ class StudioWorker:
         from artconv.batch.ray import render_records
 
         with self.lock:
-            self.current, self.steps, self.preview, self.last_preview = jid, [], None, 0.0
+            self.current, self.steps, self.preview = jid, [], None
+            self.previews = Previews(self.per_second)
         return render_records(self.runner, job_records, option_records, 1)
 
     def on_step(self, step: Step) -> bool:
-        from artconv.web.studio import jpeg
-
         record = {"engine": step.engine, "stage": step.stage, "stages": step.stages,
                   "step": step.step, "steps": step.steps, "done": step.done,
                   "total": step.total, "size": tuple(step.size), "frame": step.frame,
                   "figures": {k: float(v) for k, v in step.figures.items()}}
-        now = time.monotonic()
-        picture = None
-        if now - self.last_preview >= self.interval or step.done >= step.total:
-            image = step.image
-            if image is not None:
-                picture, self.last_preview = jpeg(image[0]), now
+        picture = self.previews.picture(step)
         with self.lock:
             self.steps.append(record)
             if picture is not None:
@@ -126,7 +120,7 @@ class StudioRayRunner:
 
     def __init__(self, callback: Callback, *, address: str = "auto",
                  gpus_per_job: float = 0.0, cpus_per_job: float = 1.0,
-                 max_retries: int = 2, previews_per_second: float = 3.0,
+                 max_retries: int = 2, previews_per_second: float = PREVIEWS_PER_SECOND,
                  workers: int = 1) -> None:
         from artconv.batch.ray import RayRunner, import_ray
 
@@ -242,7 +236,8 @@ class StudioRayRunner:
             return stop  # a worker restarting: its job's own result tells what happened
         steps, preview = got["steps"], got["preview"]
         for i, fields in enumerate(steps):
-            image = _decoder(preview) if preview is not None and i == len(steps) - 1 else None
+            last = preview is not None and i == len(steps) - 1
+            image = functools.partial(from_jpeg, preview) if last else None  # decoded if asked
             step = Step(fields["engine"], fields["stage"], fields["stages"], fields["step"],
                         fields["steps"], fields["done"], fields["total"], fields["figures"],
                         tuple(fields["size"]), fields["frame"], _image=image)
@@ -250,15 +245,3 @@ class StudioRayRunner:
                 stop = True
         return stop
 
-
-def _decoder(picture: bytes) -> Callable[[], Any]:
-    """The preview as the (1, 3, H, W) tensor a Step's image is, decoded only if asked."""
-
-    def decode() -> Any:
-        from PIL import Image
-        from torchvision.transforms.functional import pil_to_tensor
-
-        with Image.open(io.BytesIO(picture)) as img:
-            return pil_to_tensor(img.convert("RGB")).float().div(255)[None]
-
-    return decode

@@ -1,4 +1,4 @@
-"""The studio behind `artconv serve`: its folder, uploads, one job queue, gallery and sweeps.
+"""The studio behind `artconv serve`: one job queue on its folder, what the page watches.
 
 Everything the page makes is a batch `Job` (`artconv.batch.jobs.Job`) run by
 `artconv.batch.render` on one `StudioRunner`, a `LocalRunner` that keeps its networks
@@ -8,221 +8,37 @@ on the machine's one device. With `artconv serve --engine ray` the same queue go
 worker actors instead (`artconv.web.runner.StudioRayRunner`), `workers` threads feeding as
 many actors, one job each at a time.
 
-The folder holds `uploads/` (the browser's images, named by ids made here: a browser's
-file name never chooses a path), `results/` (each result written by its engine's writer,
-atomically with its recipe, and `ID.studio.json`, what the page asked for, so "run again"
-and the gallery survive a restart) and `sweeps/` (contact sheets).
+The seams: `folder` (uploads, served files, results and the gallery, the queue file),
+`forms` (what a page may send), `jobs` (a job and a sweep as the page sees them),
+`previews` (JPEG pictures of a running job), `sweeps` (contact sheets) and `events` (the
+one stream of changes to the page). The queue is kept on disk as it changes, so a killed
+server's jobs run again when the next one starts on the folder.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import json
 import logging
-import os
 import queue
-import re
-import secrets
 import threading
 import time
-import typing
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from artconv import registry
-from artconv.batch.jobs import Job
+from artconv.batch.runner import reason, render
 from artconv.errors import ArtconvError
-from artconv.io.files import atomic_write_bytes, url_cache_path, url_of
-from artconv.options import CoreOptions, base_type, literal_choices
-from artconv.outputs import check_folder
-from artconv.presets import Preset, find_preset, is_preset_name, list_presets, options_for
+from artconv.presets import options_for
+from artconv.web.events import Changes
+from artconv.web.folder import StudioFolder
+from artconv.web.forms import check_id, page_preset
+from artconv.web.jobs import FINISHED, KEPT, Sweep, WebJob
+from artconv.web.planning import Planner
+from artconv.web.previews import PREVIEWS_PER_SECOND, Previews, jpeg
+from artconv.web.sweeps import draw_sheet
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-PREVIEWS_PER_SECOND = 3.0
-MAX_CURVE_POINTS = 400
-FINISHED = ("done", "stopped", "failed", "cancelled")
-SWEEP_VALUES = (3, 8)  # fewest and most values of a sweep
-
-# The options shown first on the page; the rest of each record goes under "More options".
-MAIN_FIELDS = {
-    "style": ("size", "iterations", "style_weight", "content_weight", "blend", "style_scale",
-              "preserve_colors", "pooling", "precision", "seed"),
-    "dream": ("size", "layers", "octaves", "steps", "step_size", "preserve_colors",
-              "pooling", "precision", "seed"),
-    "features": ("size", "layers", "pooling", "precision", "seed"),
-}
-# What the sweep view offers first (any other field of the record may be swept too).
-SWEEP_FIELDS = ("style_weight", "style_scale", "style_layers", "layers", "pooling",
-                "content_weight", "octaves", "step_size")
-# Values that name files or code on the server (weights files, backbones, masks, guides) or
-# make outputs the studio does not show (zoom videos, arrays) never come from the browser;
-# the operator may still set them as studio defaults.
-BLOCKED = frozenset({"backbone", "masks", "style_masks", "masks_rest", "guide", "mask",
-                     "objective", "frames", "gif", "zoom", "rotate", "similar_to",
-                     "pca_shared", "memmap", "device"})
-# Options that take a file path as one of their forms: only the named forms from a browser.
-NAMED_ONLY = {"init": ("content", "noise")}
-# The server's network (`artconv serve --weights/--arch`): a page must not switch it, or it
-# could start downloads of other weights. Not in the form; a preset setting them is refused.
-SERVER_FIELDS = ("weights", "arch")
-QUEUE_FILE = "queue.json"  # the jobs not yet finished, so a killed server resumes them
-IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif",
-                  "BMP": ".bmp", "GIF": ".gif"}
-_ID = re.compile(r"[0-9a-f]{16}")
 log = logging.getLogger("artconv.web")
-
-
-def new_id() -> str:
-    return secrets.token_hex(8)
-
-
-def check_id(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise ArtconvError(f"{what} {value!r}: not an id of this studio")
-    return value
-
-
-# -- the option records, as form fields --------------------------------------------------------
-def form_fields(engine: str, defaults: CoreOptions) -> list[dict[str, Any]]:
-    """The fields of `engine`'s option record the page may set, with their help, range,
-    choices and the studio's default: the page builds its form from these."""
-    cls = registry.options_class(engine)
-    hints = typing.get_type_hints(cls)
-    values = defaults.to_dict()
-    main = MAIN_FIELDS.get(engine, ())
-    out = []
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("cli", True) or f.name in BLOCKED or f.name in SERVER_FIELDS:
-            continue
-        tp, optional = base_type(hints[f.name])
-        choices = literal_choices(tp)
-        if f.name in NAMED_ONLY:
-            choices = tuple(dict.fromkeys((*NAMED_ONLY[f.name], values[f.name])))
-        if choices:
-            kind = "choice"
-        elif typing.get_origin(tp) is tuple:
-            kind = "list"
-        else:
-            kind = {bool: "bool", int: "int", float: "float"}.get(tp, "text")
-        out.append({"name": f.name, "label": f.name.replace("_", " "), "kind": kind,
-                    "choices": [c for c in choices or () if c is not None],
-                    "default": values[f.name], "help": f.metadata.get("help", ""),
-                    "min": f.metadata.get("min"), "max": f.metadata.get("max"),
-                    "optional": optional, "main": f.name in main})
-    order = {name: i for i, name in enumerate(main)}
-    return sorted(out, key=lambda d: (not d["main"], order.get(d["name"], 0)))
-
-
-def browser_options(engine: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The option overrides a page sent, checked: known fields only, none that names a
-    file or code on this machine; empty values mean "not given"."""
-    cls = registry.options_class(engine)
-    known = {f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
-    out = {}
-    for key, value in (given or {}).items():
-        name = str(key).replace("-", "_")
-        if name not in known:
-            raise ArtconvError(f"option {key!r}: not an option of {engine}")
-        if name in BLOCKED:
-            raise ArtconvError(f"option {name!r}: cannot be set from the page (it names "
-                               "files on the server or makes outputs the studio does not "
-                               "show)")
-        if name in SERVER_FIELDS:
-            raise ArtconvError(f"option {name!r}: only the server chooses the network "
-                               f"(artconv serve --{name})")
-        if value is None or value == "" or value == []:
-            continue
-        if name in NAMED_ONLY and value not in NAMED_ONLY[name]:
-            raise ArtconvError(f"option {name!r} {value!r}: from the page choose one of "
-                               f"{', '.join(NAMED_ONLY[name])}")
-        out[name] = value
-    return out
-
-
-# -- presets -----------------------------------------------------------------------------------
-def preset_images_ready(preset: Preset) -> bool:
-    """Whether every image of a preset is on this machine (a local file, or a URL already in
-    the download cache): the studio never downloads while a page waits."""
-    for ref in preset.images:
-        if url_of(ref) == ref:
-            if not url_cache_path(ref).is_file():
-                return False
-        elif not (preset.path.parent / Path(ref).expanduser()).is_file():
-            return False
-    return True
-
-
-def preset_list() -> list[dict[str, Any]]:
-    out = []
-    for p in list_presets():
-        out.append({"name": p.name, "engine": p.engine, "description": p.description,
-                    "licence": p.licence, "source": p.source, "style": bool(p.images),
-                    "available": bool(p.images) and preset_images_ready(p)})
-    return out
-
-
-# -- jobs ----------------------------------------------------------------------------------------
-@dataclass
-class WebJob:
-    """A batch job and what the page watches of it."""
-
-    id: str
-    job: Job
-    base: CoreOptions  # studio defaults under the page's preset; job.options go on top
-    form: dict[str, Any]  # what the page sent: "run again" sends it back
-    label: str
-    sweep: str | None = None
-    status: str = "queued"
-    error: str = ""
-    created: float = field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
-    step: dict[str, Any] = field(default_factory=dict)
-    curve: list[tuple[int, float]] = field(default_factory=list)
-    curve_name: str = ""
-    preview: bytes | None = None
-    preview_version: int = 0
-    last_preview: float = 0.0
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def output(self) -> Path:
-        return Path(self.job.output)
-
-    def state(self) -> dict[str, Any]:
-        """What the page shows: status, step, ETA, loss curve, preview version."""
-        eta = None
-        done, total = self.step.get("done", 0), self.step.get("total", 0)
-        if self.status == "running" and self.started and done:
-            eta = (time.time() - self.started) / done * max(total - done, 0)
-        return {"id": self.id, "engine": self.job.engine, "label": self.label,
-                "status": self.status, "error": self.error, "sweep": self.sweep,
-                "step": dict(self.step), "eta": None if eta is None else round(eta, 1),
-                "curve": {"name": self.curve_name, "points": list(self.curve)},
-                "preview": self.preview_version, "form": self.form,
-                "result": self.output.name if self.status in ("done", "stopped") else None}
-
-    def record(self) -> dict[str, Any]:
-        """The gallery entry kept beside the result."""
-        return {"id": self.id, "engine": self.job.engine, "label": self.label,
-                "status": self.status, "form": self.form, "sweep": self.sweep,
-                "output": self.output.name, "created": self.created,
-                "finished": self.finished,
-                "seconds": round((self.finished or 0) - (self.started or 0), 2)}
-
-
-@dataclass
-class Sweep:
-    id: str
-    option: str
-    values: list[Any]
-    jobs: list[str]
-    content: Path
-    drawn: int = 0  # jobs whose end the sheet shows (its version, for the page)
 
 
 class Studio:
@@ -242,18 +58,15 @@ class Studio:
             raise ArtconvError(f"studio defaults: unknown engine {bad[0]!r}")
         self.defaults = {name: options_for(name, overrides=dict(defaults.get(name, {})))
                          for name in registry.ENGINES}
-        self.folder = Path(folder).expanduser().resolve()
-        check_folder(self.folder, "studio folder")
-        for sub in ("uploads", "results", "sweeps"):
-            try:
-                (self.folder / sub).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ArtconvError(f"studio folder {self.folder / sub}: cannot be made "
-                                   f"({exc.strerror})") from None
+        self.files = StudioFolder(folder)
+        self.folder = self.files.root
+        self.planner = Planner(self.files, self.defaults)
         self.max_upload = max_upload
+        self.previews_per_second = previews_per_second
         self.preview_interval = 1.0 / previews_per_second
         self.jobs: dict[str, WebJob] = {}
         self.sweeps: dict[str, Sweep] = {}
+        self.changes = Changes()
         self.lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._running: dict[int, WebJob] = {}  # by worker thread: whose steps on_step gets
@@ -261,13 +74,12 @@ class Studio:
         self._draw_lock = threading.Lock()  # one sweep sheet drawn at a time
         self._save_lock = threading.Lock()  # one writer of the queue file at a time
         self._closing = False
-        self.resumed = 0  # jobs queued again from the queue file a last server left
         self._thumbs: dict[str, bytes] = {}
         # The queue's runner: a StudioRunner made with the first job (torch loads then, not
         # with the server), unless one was given before start (`artconv serve --engine ray`
         # gives a StudioRayRunner on `on_step`). Anything with `render`'s Runner interface.
         self.runner: Any = None
-        self._resume()
+        self.resumed = self._resume()  # jobs queued again from the file a last server left
 
     # -- lifetime ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -294,146 +106,32 @@ class Studio:
         if close is not None:  # a Ray runner ends its worker (and Ray, if it started it)
             close()
 
-    # -- uploads ------------------------------------------------------------------------------
+    # -- inputs -------------------------------------------------------------------------------
     def add_upload(self, data: bytes) -> dict[str, Any]:
-        """Keep an uploaded image under an id made here, once it decodes within the limits
-        every command uses (`load_image`: the pixel limit, ARTCONV_MAX_PIXELS)."""
-        from PIL import Image
-
-        from artconv.io.images import image_hw, load_image
-
         if len(data) > self.max_upload:
             raise ArtconvError(f"upload: {len(data)} bytes, more than the "
                                f"{self.max_upload} allowed")
-        uid = new_id()
-        tmp = self.folder / "uploads" / f".{uid}.part"
-        try:
-            tmp.write_bytes(data)
-            try:
-                height, width = image_hw(tmp)  # the header alone
-                # Refuses more pixels than the limit every command uses (ARTCONV_MAX_PIXELS)
-                # before decoding, then decodes it all (a truncated file fails).
-                load_image(tmp, min(256, height, width))
-            except ArtconvError as exc:  # the message names the upload, not a server path
-                message = str(exc).removeprefix(str(tmp)).removeprefix(": ")
-                if "not an image file" in message:
-                    message = "not an image this studio reads"
-                raise ArtconvError(f"upload: {message}") from None
-            with warnings.catch_warnings():  # within our limit, above PIL's own warning one
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(tmp) as img:
-                    kind = img.format
-            suffix = IMAGE_SUFFIXES.get(kind or "")
-            if suffix is None:
-                raise ArtconvError(f"upload: {kind} images are not taken (PNG, JPEG, WebP, "
-                                   "TIFF, BMP, GIF)")
-            path = tmp.with_name(uid + suffix)
-            os.replace(tmp, path)
-        except (OSError, Image.DecompressionBombError) as exc:
-            raise ArtconvError(f"upload: cannot be kept ({exc})") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        return {"id": uid, "url": self.url_of(path), "width": width, "height": height}
+        return self.files.add_upload(data)
 
-    def upload_path(self, uid: str) -> Path:
-        check_id(uid, "upload")
-        found = [p for p in (self.folder / "uploads").glob(f"{uid}.*")
-                 if p.suffix in IMAGE_SUFFIXES.values()]
-        if not found:
-            raise ArtconvError(f"upload {uid}: no such image (upload it again)")
-        return found[0]
+    def preset_thumb(self, name: str) -> bytes:
+        """A small JPEG of a style preset's first image, when it is on this machine."""
+        from artconv.io.images import load_image  # torch: with the first picture
 
-    def _upload_url(self, uid: Any) -> str | None:
-        try:
-            return self.url_of(self.upload_path(str(uid)))
-        except ArtconvError:
-            return None
-
-    def url_of(self, path: Path) -> str:
-        return "/files/" + path.relative_to(self.folder).as_posix()
-
-    def served_file(self, relative: str) -> Path:
-        """A file of the studio folder named by the page; nothing outside it, no hidden
-        (temporary) files, no links leading out."""
-        try:  # a NUL byte, a name too long: no file of this studio either
-            path = (self.folder / relative).resolve()
-            if not path.is_relative_to(self.folder) or path == self.folder:
-                raise FileNotFoundError(relative)
-            if any(part.startswith(".") for part in path.relative_to(self.folder).parts):
-                raise FileNotFoundError(relative)
-            if not path.is_file():
-                raise FileNotFoundError(relative)
-        except (OSError, ValueError):
-            raise FileNotFoundError(relative) from None
-        return path
+        if name not in self._thumbs:
+            preset = page_preset(name, "style", style=True)
+            self._thumbs[name] = jpeg(load_image(preset.image_paths()[0], 160))
+        return self._thumbs[name]
 
     # -- jobs -----------------------------------------------------------------------------
-    def plan(self, form: Mapping[str, Any], *, sweep: str | None = None,
-             label: str = "", jid: str | None = None) -> WebJob:
-        """A checked job from what a page sent: engine, content (an upload id), styles
-        (upload ids or style preset names), preset (options) and option overrides. `jid`:
-        the id of a job planned before (a queue resumed), else a new one."""
-        engine = registry.get(str(form.get("engine", "style"))).name
-        spec = registry.get(engine)
-        content = self.upload_path(str(form.get("content", "")))
-        styles: list[str] = []
-        named: list[str] = []
-        for item in form.get("styles") or ():
-            item = str(item)
-            if _ID.fullmatch(item):
-                styles.append(str(self.upload_path(item)))
-                continue
-            preset = self._preset(item, engine, style=True)
-            styles.append(preset.name)
-            named.append(preset.name)
-        if spec.takes_styles and not styles:
-            raise ArtconvError(f"{engine}: pick at least one style image or style preset")
-        if not spec.takes_styles and styles:
-            raise ArtconvError(f"{engine}: takes no style images")
-        preset = form.get("preset") or None
-        base = self.defaults[engine]
-        if preset is not None:
-            base = options_for(engine, self._preset(str(preset), engine), base=base)
-        overrides = browser_options(engine, form.get("options"))
-        # fail now, not later
-        merged = options_for(engine, overrides=overrides, named=named, base=base)
-        for name in SERVER_FIELDS:
-            if getattr(merged, name) != getattr(self.defaults[engine], name):
-                which = next((p for p in (*named, preset) if p is not None
-                              and name in find_preset(str(p)).options), "?")
-                raise ArtconvError(f"preset {which!r}: sets {name} "
-                                   f"{getattr(merged, name)!r}, but only the server chooses "
-                                   f"the network (artconv serve --{name})")
-        jid = jid or new_id()
-        output = self.folder / "results" / f"{jid}.png"
-        job = Job(engine, str(content), str(output), tuple(styles), overrides, id=jid)
-        clean = {"engine": engine, "content": content.stem, "preset": preset,
-                 "styles": [Path(s).stem if not is_preset_name(s) else s for s in styles],
-                 "options": overrides}
-        return WebJob(jid, job, base, clean, label or self._label(engine, named, overrides),
-                      sweep=sweep)
-
     def submit(self, form: Mapping[str, Any]) -> WebJob:
-        return self._enqueue([self.plan(form)])[0]
+        return self._enqueue([self.planner.job(form)])[0]
 
     def sweep(self, form: Mapping[str, Any], option: str, values: Sequence[Any]) -> Sweep:
         """One job per value of `option` (3 to 8 values), the rest as in `form`; a contact
         sheet gathers the results as they come in."""
-        values = [v for v in values if v not in (None, "")]
-        lo, hi = SWEEP_VALUES
-        if not lo <= len(values) <= hi:
-            raise ArtconvError(f"sweep: give {lo} to {hi} values of {option} "
-                               f"(got {len(values)})")
-        sid = new_id()
-        jobs = []
-        for value in values:
-            options = {**dict(form.get("options") or {}), option: value}
-            jobs.append(self.plan({**form, "options": options}, sweep=sid,
-                                  label=f"{option} = {value}"))
-        sweep = Sweep(sid, option, list(values), [j.id for j in jobs],
-                      Path(jobs[0].job.input))
+        sweep, jobs = self.planner.sweep(form, option, values)
         with self.lock:
-            self.sweeps[sid] = sweep
+            self.sweeps[sweep.id] = sweep
         self._enqueue(jobs)
         return sweep
 
@@ -441,7 +139,8 @@ class Studio:
         with self.lock:
             for job in jobs:
                 self.jobs[job.id] = job
-        self._save_queue()  # on disk before the page hears of them
+                self._touch(job)
+        self._save_queue()  # on disk before the request that made them is answered
         for job in jobs:
             self._queue.put(job.id)
         return jobs
@@ -454,6 +153,7 @@ class Studio:
             cancelled = job.status == "queued"
             if cancelled:
                 job.status, job.finished = "cancelled", time.time()
+                self._touch(job, status=True)
         if cancelled:
             self._save_queue()
         return job
@@ -465,205 +165,134 @@ class Studio:
         except KeyError:
             raise ArtconvError(f"job {jid}: no such job") from None
 
+    # -- what the page sees -------------------------------------------------------------------
     def state(self, jid: str) -> dict[str, Any]:
         job = self.job(jid)
         with self.lock:
-            out = job.state()
-            if job.status == "queued":
-                waiting = [j for j in self.jobs.values() if j.status == "queued"]
-                out["position"] = waiting.index(job) + 1
-            return out
+            return self._with_position(job.state(), self._positions())
 
-    def sweep_state(self, sid: str) -> dict[str, Any]:
+    def sweep_state(self, sid: str, *, brief: bool = False) -> dict[str, Any]:
+        """A sweep: its jobs (their states, or with `brief` their queue lines), whether its
+        sheet shows them all, and the sheet's address (versioned: it is redrawn)."""
         check_id(sid, "sweep")
         sweep = self.sweeps.get(sid)
         if sweep is None:
             raise ArtconvError(f"sweep {sid}: no such sweep")
         with self.lock:
-            jobs = [self.jobs[j].state() for j in sweep.jobs]
-        sheet = self.folder / "sweeps" / f"{sid}.png"
-        return {"id": sid, "option": sweep.option, "values": sweep.values, "jobs": jobs,
-                # finished once the sheet shows every job, not only when the jobs ended
-                "finished": sweep.drawn == len(jobs),
-                "sheet": f"{self.url_of(sheet)}?v={sweep.drawn}" if sheet.is_file()
+            return self._sweep_state(sweep, brief)
+
+    def _sweep_state(self, sweep: Sweep, brief: bool) -> dict[str, Any]:
+        jobs = [self.jobs[j].summary() if brief else self.jobs[j].state() for j in sweep.jobs]
+        sheet = self.files.sheet_path(sweep.id)
+        return {"id": sweep.id, "option": sweep.option, "values": sweep.values, "jobs": jobs,
+                "finished": sweep.finished,
+                "sheet": f"{self.files.url_of(sheet)}?v={sweep.drawn}" if sheet.is_file()
                 else None}
 
-    # -- gallery ------------------------------------------------------------------------------
-    def gallery(self) -> list[dict[str, Any]]:
-        """Finished results, newest first, from the folder (they outlive the server)."""
-        out = []
-        for meta in (self.folder / "results").glob("*.studio.json"):
-            try:
-                record = json.loads(meta.read_text(encoding="utf-8"))
-                image = self.served_file(f"results/{record['output']}")
-            except (OSError, ValueError, KeyError):
-                continue  # a half-written or foreign file is not an entry
-            form = record.get("form") or {}
-            out.append({**record, "url": self.url_of(image),
-                        "download": self.url_of(image) + "?download=1",
-                        "inputs": {"content": self._upload_url(form.get("content")),
-                                   "styles": [self._upload_url(s)
-                                              for s in form.get("styles") or ()]}})
-        return sorted(out, key=lambda r: r.get("finished") or 0, reverse=True)
+    def updates(self, seen: int) -> tuple[dict[str, Any], int]:
+        """What changed since version `seen` (-1: all that is not over), for the event
+        stream: the queue's lines, the states of the jobs and sweeps that changed; and the
+        version it shows."""
+        with self.lock:
+            version = self.changes.version
+            positions = self._positions()
+            jobs = [self._with_position(j.state(), positions) for j in self.jobs.values()
+                    if j.version > seen and (seen >= 0 or j.status not in FINISHED)]
+            sweeps = [self._sweep_state(s, True) for s in self.sweeps.values()
+                      if s.version > seen and (seen >= 0 or not s.finished)]
+            lines = [self._with_position(j.summary(), positions) for j in self.jobs.values()
+                     if j.status not in FINISHED]
+        return {"queue": lines, "jobs": jobs, "sweeps": sweeps}, version
 
-    def recipe(self, jid: str) -> dict[str, Any]:
-        from artconv.io.recipe import read_any_recipe
+    def _positions(self) -> dict[str, int]:
+        waiting = [j.id for j in self.jobs.values() if j.status == "queued"]
+        return {jid: i + 1 for i, jid in enumerate(waiting)}
 
-        check_id(jid, "result")
-        try:
-            path = self.served_file(f"results/{jid}.png")
-        except FileNotFoundError:
-            raise ArtconvError(f"result {jid}: no such result") from None
-        return read_any_recipe(path)
+    @staticmethod
+    def _with_position(out: dict[str, Any], positions: Mapping[str, int]) -> dict[str, Any]:
+        if out["id"] in positions:
+            out["position"] = positions[out["id"]]
+        return out
 
-    def preset_thumb(self, name: str) -> bytes:
-        """A small JPEG of a style preset's first image, when it is on this machine."""
-        from artconv.io.images import load_image
-
-        if name not in self._thumbs:
-            preset = self._preset(name, "style", style=True)
-            self._thumbs[name] = jpeg(load_image(preset.image_paths()[0], 160))
-        return self._thumbs[name]
+    def _touch(self, job: WebJob, *, status: bool = False) -> None:
+        """Mark `job` changed (and its sweep, when its status changed): the event streams
+        send it. Call with the lock held, after the change."""
+        job.version = self.changes.bump()
+        sweep = self.sweeps.get(job.sweep or "")
+        if status and sweep is not None:
+            sweep.version = job.version
 
     # -- running ----------------------------------------------------------------------------
     def _work(self) -> None:
-        from artconv.batch.runner import render
-
         while True:
             jid = self._queue.get()
             if jid is None or self._closing:  # the rest stay queued on disk
                 return
+            job = self.jobs[jid]
             with self.lock:
+                if self._closing:
+                    return
                 if self.runner is None:  # torch loads with the first job, not the server
                     from artconv.web.runner import StudioRunner
 
                     self.runner = StudioRunner(self.on_step)
                 runner = self.runner
-            job = self.jobs[jid]
-            with self.lock:
-                if self._closing:
-                    return
                 skip = job.status != "queued"
                 if not skip:
                     job.status, job.started = "running", time.time()
+                    job.previews = Previews(self.previews_per_second)
                     self._running[threading.get_ident()] = job
+                    self._touch(job, status=True)
             if skip:  # stopped while it waited
-                self._after(job)
+                self._draw(job)
                 continue
-            status, error = "failed", ""
-            try:
-                report = render([job.job], {job.job.engine: job.base}, runner=runner)
-                result = report.results[0]
-                # skipped: a killed server finished it, but not its queue entry
-                if result.status in ("done", "skipped"):
-                    status = "stopped" if job.stop.is_set() else "done"
-                else:
-                    error = result.reason or result.status
-            except Exception as exc:  # noqa: BLE001 - a job's failure must not end the queue
-                from artconv.batch.runner import reason
+            status, error = self._run(job, runner)
+            self._finish(job, status, error)
 
-                error = reason(exc)
-            finally:
-                with self.lock:
-                    self._running.pop(threading.get_ident(), None)
-                    job.status, job.error, job.finished = status, error, time.time()
-            self._after(job)
-
-    def _after(self, job: WebJob) -> None:
-        """A job's gallery entry and its sweep's sheet; a failure here (a full disk) is
-        logged and the queue goes on."""
+    def _run(self, job: WebJob, runner: Any) -> tuple[str, str]:
+        """Render `job`: its final status and why it failed."""
         try:
-            if job.status in ("done", "stopped"):
-                atomic_write_bytes(job.output.with_suffix(".studio.json"),
-                                   json.dumps(job.record(), indent=1).encode())
-        except Exception:  # noqa: BLE001 - the worker must outlive one job's files
-            log.exception("studio: cannot keep the gallery entry of job %s", job.id)
+            result = render([job.job], {job.job.engine: job.base}, runner=runner).results[0]
+        except Exception as exc:  # noqa: BLE001 - a job's failure must not end the queue
+            return "failed", reason(exc)
+        # skipped: a killed server finished it, but not its queue entry
+        if result.status in ("done", "skipped"):
+            return ("stopped" if job.stop.is_set() else "done"), ""
+        return "failed", result.reason or result.status
+
+    def _finish(self, job: WebJob, status: str, error: str) -> None:
+        """A job's end: its gallery entry first, so a page told of the end finds it there,
+        then its status, its sweep's sheet and the queue file. A failure to write (a full
+        disk) is logged and the queue goes on."""
+        job.finished = time.time()
+        if status in KEPT:
+            try:
+                self.files.keep_record(job.output, job.record(status))
+            except Exception:  # noqa: BLE001 - the worker must outlive one job's files
+                log.exception("studio: cannot keep the gallery entry of job %s", job.id)
+        with self.lock:
+            self._running.pop(threading.get_ident(), None)
+            job.status, job.error = status, error
+            self._touch(job, status=True)
+        self._draw(job)
+
+    def _draw(self, job: WebJob) -> None:
+        """The sheet of `job`'s sweep, with its end; then the queue file."""
         sweep = self.sweeps.get(job.sweep or "")
-        if sweep is not None:  # (a resumed sweep whose record was damaged has none)
+        if sweep is not None:
+            with self.lock:
+                results = [self.jobs[j].output if self.jobs[j].status in KEPT else None
+                           for j in sweep.jobs]
             try:
                 with self._draw_lock:
-                    self._draw_sweep(sweep)
+                    draw_sheet(self.files.sheet_path(sweep.id), sweep.content, sweep.option,
+                               sweep.values, results)
             except Exception:  # noqa: BLE001
                 log.exception("studio: cannot draw the contact sheet of sweep %s", sweep.id)
             with self.lock:
                 sweep.drawn += 1
+                sweep.version = self.changes.bump()
         self._save_queue()
-
-    # -- the queue on disk ------------------------------------------------------------------
-    def _save_queue(self) -> None:
-        """Write the jobs not yet finished, and every job of a sweep whose sheet is not yet
-        complete, in queue order (atomically: a kill leaves the old file or the new)."""
-        with self._save_lock:
-            with self.lock:
-                open_sweeps = {s.id for s in self.sweeps.values() if s.drawn < len(s.jobs)}
-                jobs = [{"id": j.id, "form": j.form, "label": j.label, "sweep": j.sweep,
-                         "status": "queued" if j.status == "running" else j.status,
-                         "created": j.created, "finished": j.finished}
-                        for j in self.jobs.values()
-                        if j.status not in FINISHED or j.sweep in open_sweeps]
-                sweeps = [{"id": s.id, "option": s.option, "values": s.values,
-                           "jobs": s.jobs} for s in self.sweeps.values() if s.id in open_sweeps]
-            try:
-                atomic_write_bytes(self.folder / QUEUE_FILE, json.dumps(
-                    {"version": 1, "jobs": jobs, "sweeps": sweeps}, indent=1).encode())
-            except OSError:  # a full disk: the queue runs on, a kill would lose it
-                log.exception("studio: cannot keep the queue in %s", self.folder)
-
-    def _resume(self) -> None:
-        """The queue a killed (or stopped) server left in this folder: its unfinished jobs
-        queued again under their ids, in order. A job that no longer plans (its upload
-        deleted) fails alone, saying why."""
-        path = self.folder / QUEUE_FILE
-        try:
-            saved = json.loads(path.read_bytes())
-            records, sweeps = list(saved["jobs"]), list(saved["sweeps"])
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ArtconvError(f"{path}: not a studio queue ({exc}); move it away to start "
-                               "with an empty queue") from None
-        todo = []
-        for record in records:
-            try:
-                jid = check_id(str(record["id"]), "job")
-                job = self.plan(record["form"], sweep=record.get("sweep"),
-                                label=str(record.get("label", "")), jid=jid)
-            except (ArtconvError, KeyError, TypeError, AttributeError) as exc:
-                job = self._failed(record, exc)
-            else:
-                job.created = record.get("created") or job.created
-                if record.get("status") in FINISHED:
-                    job.status, job.finished = record["status"], record.get("finished")
-                else:
-                    todo.append(job)
-            self.jobs[job.id] = job
-        for record in sweeps:
-            try:
-                ids = [j for j in record["jobs"] if j in self.jobs]
-                sweep = Sweep(check_id(str(record["id"]), "sweep"), str(record["option"]),
-                              list(record["values"]), ids, Path(self.jobs[ids[0]].job.input))
-            except (ArtconvError, KeyError, TypeError, IndexError):
-                continue  # its jobs run on; only the sheet is lost
-            sweep.drawn = sum(self.jobs[j].status in FINISHED for j in ids)
-            self.sweeps[sweep.id] = sweep
-        for job in todo:
-            self._queue.put(job.id)
-        self.resumed = len(todo)
-
-    def _failed(self, record: Any, exc: BaseException) -> WebJob:
-        """A resumed job that cannot run, shown failed with its reason."""
-        from artconv.batch.runner import reason
-
-        record = record if isinstance(record, Mapping) else {}
-        jid = str(record.get("id", "")) if _ID.fullmatch(str(record.get("id", ""))) \
-            else new_id()
-        form = record.get("form") if isinstance(record.get("form"), Mapping) else {}
-        engine = str(form.get("engine", "style"))
-        output = self.folder / "results" / f"{jid}.png"
-        return WebJob(jid, Job(engine, "", str(output), id=jid),
-                      self.defaults.get(engine, self.defaults["style"]), dict(form),
-                      str(record.get("label", "")) or engine, sweep=record.get("sweep"),
-                      status="failed", error=reason(exc), finished=time.time())
 
     def on_step(self, step: Any) -> bool:
         """The engines' callback: progress, the loss curve, a preview at most a few times a
@@ -672,83 +301,37 @@ class Studio:
             job = self._running.get(threading.get_ident())
             if job is None and len(self._running) == 1:  # an engine calling from a thread
                 (job,) = self._running.values()            # of its own
-        if job is None:
-            return True
-        now = time.monotonic()
-        name = next((k for k in ("loss", "objective") if k in step.figures), "")
-        with self.lock:
-            job.step = {"stage": step.stage, "stages": step.stages, "step": step.step,
-                        "steps": step.steps, "done": step.done, "total": step.total,
-                        "label": step.label}
-            if name:
-                job.curve_name = name
-                job.curve.append((step.done, float(step.figures[name])))
-                if len(job.curve) > MAX_CURVE_POINTS:
-                    job.curve = job.curve[::2]
-        last = step.done >= step.total
-        if now - job.last_preview >= self.preview_interval or last:
-            image = step.image
-            if image is not None:
-                picture = jpeg(image[0])
-                with self.lock:
-                    job.preview, job.last_preview = picture, now
-                    job.preview_version += 1
+            if job is None:
+                return True
+            job.take_step(step)
+            self._touch(job)
+        picture = job.previews.picture(step)
+        if picture is not None:
+            with self.lock:
+                job.preview = picture
+                job.preview_version += 1
+                self._touch(job)
         return not job.stop.is_set()
 
-    def _draw_sweep(self, sweep: Sweep) -> None:
-        """The sweep's contact sheet so far: the content, then one column per value."""
-        from PIL import Image, ImageDraw
+    # -- the queue on disk ------------------------------------------------------------------
+    def _save_queue(self) -> None:
+        """Keep the jobs not yet finished, and every job of a sweep whose sheet is not yet
+        complete, in queue order."""
+        with self._save_lock:
+            with self.lock:
+                open_sweeps = [s for s in self.sweeps.values() if not s.finished]
+                jobs = [j.queue_record() for j in self.jobs.values()
+                        if j.status not in FINISHED or j.sweep in {s.id for s in open_sweeps}]
+                sweeps = [s.queue_record() for s in open_sweeps]
+            self.files.save_queue(jobs, sweeps)
 
-        from artconv.io.images import save_image
-        from artconv.io.sheet import contact_sheet
-
-        jobs = [self.jobs[j] for j in sweep.jobs]
-        cells = {(0, i): str(j.output) if j.status in ("done", "stopped") else None
-                 for i, j in enumerate(jobs)}
-        path = self.folder / "sweeps" / f"{sweep.id}.png"
-        scratch = path.with_name(f".{path.name}")  # hidden: never served half-made
-        thumb, gap, band = 160, 6, 22
-        contact_sheet([str(sweep.content)], [None] * len(jobs), cells, scratch, thumb=thumb,
-                      gap=gap)
-        with Image.open(scratch) as drawn:
-            sheet = drawn.convert("RGB")
-        scratch.unlink()
-        # contact_sheet's first row holds style images; a sweep has none: values go there.
-        labelled = Image.new("RGB", (sheet.width, sheet.height - thumb + band), (24, 24, 24))
-        labelled.paste(sheet.crop((0, thumb + gap, sheet.width, sheet.height)), (0, band))
-        draw = ImageDraw.Draw(labelled)
-        draw.text((gap, 5), sweep.option, fill=(200, 200, 200))
-        for i, value in enumerate(sweep.values):
-            x = gap + (i + 1) * (thumb + gap)
-            draw.text((x, 5), str(value)[:24], fill=(230, 230, 230))
-        save_image(labelled, path, inputs=[sweep.content])
-
-    # -- helpers ----------------------------------------------------------------------------
-    def _preset(self, name: str, engine: str, *, style: bool = False) -> Preset:
-        if not is_preset_name(name) or name not in {p.name for p in list_presets()}:
-            raise ArtconvError(f"preset {name!r}: no such preset (see `artconv presets`)")
-        preset = find_preset(name)
-        if preset.engine != engine:
-            raise ArtconvError(f"preset {name!r}: is for {preset.engine}, not {engine}")
-        if style and not preset.images:
-            raise ArtconvError(f"preset {name!r}: has no style images (choose it as the "
-                               "preset instead)")
-        if style and not preset_images_ready(preset):
-            raise ArtconvError(f"preset {name!r}: its images are not on this machine (run "
-                               "`artconv presets --fetch` once while online)")
-        return preset
-
-    @staticmethod
-    def _label(engine: str, named: Sequence[str], overrides: Mapping[str, Any]) -> str:
-        parts = [engine, *named]
-        parts += [f"{k}={v}" for k, v in list(overrides.items())[:3]]
-        return " ".join(parts)
-
-
-def jpeg(image: Any, quality: int = 85) -> bytes:
-    """A (3, H, W) tensor in [0, 1] as JPEG bytes (previews, thumbnails)."""
-    from artconv.io.images import to_pil
-
-    buffer = io.BytesIO()
-    to_pil(image).convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    def _resume(self) -> int:
+        """Queue again, under their ids and in order, the unfinished jobs a killed (or
+        stopped) server left in this folder; the number queued."""
+        jobs, sweeps = self.planner.restore(*self.files.load_queue())
+        self.jobs.update((job.id, job) for job in jobs)
+        self.sweeps.update((sweep.id, sweep) for sweep in sweeps)
+        todo = [job.id for job in jobs if job.status not in FINISHED]
+        for jid in todo:
+            self._queue.put(jid)
+        return len(todo)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from artconv.io.images import read_recipe
 from artconv.style.options import StyleOptions
-from artconv.web.studio import BLOCKED, SERVER_FIELDS
+from artconv.web.forms import BLOCKED, SERVER_FIELDS
 from tests.conftest import make_image
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install 'artconv[web]'")
@@ -276,7 +276,9 @@ def test_token_guards_every_request(make_client):
 
 def test_foreign_hosts_and_cross_site_writes_are_refused(make_client, tmp_path):
     client = make_client()
-    assert client.get("/", headers={"Host": "evil.example"}).status_code == 403
+    foreign = client.get("/", headers={"Host": "evil.example"})  # Starlette's TrustedHost
+    assert foreign.status_code == 400 and foreign.text == "Invalid host header"
+    assert client.get("/", headers={"Host": "127.0.0.1:8765"}).status_code == 200
     png = make_image(tmp_path / "a.png").read_bytes()
     cross = client.post("/api/uploads", content=png, headers={"Origin": "http://evil.example"})
     assert cross.status_code == 403
@@ -404,3 +406,17 @@ def test_a_queue_that_cannot_be_planned_again_fails_its_job_alone(make_client, s
     assert events(again, lost)[-1]["error"].startswith(f"upload {lost_upload}: no such image")
     again.post(f"/api/jobs/{running}/stop")
     assert events(again, running)[-1]["status"] in ("stopped", "done")
+
+
+def test_the_studio_needs_no_multipart_parser(tmp_path):
+    """The web extra does not install python-multipart: an upload's body is the image
+    itself. FastAPI refuses a File or Form route at import without the parser."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.modules['multipart'] = sys.modules['python_multipart'] = None\n"
+             "from artconv.web.app import create_app\n"
+             "from artconv.web.studio import Studio\n"
+             f"create_app(Studio({str(tmp_path / 'studio')!r}))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

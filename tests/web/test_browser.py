@@ -128,6 +128,21 @@ SNAPSHOT = """() => {
 }"""
 
 
+# How many shades the sheet's last cell (the last value's result) holds, drawn to a canvas:
+# the empty cell of a result not made yet is one flat grey with an anti-aliased cross.
+LAST_CELL_SHADES = """() => {
+  const img = document.querySelector('#sheet');
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const d = ctx.getImageData(img.naturalWidth - 150, 40, 120, 60).data;
+  const shades = new Set();
+  for (let i = 0; i < d.length; i += 4) shades.add(d[i + 2]);
+  return shades.size;
+}"""
+
+
 def test_token_protected_server_refuses_requests_without_it(browser, tmp_path,
                                                             backbone_file, artifacts):
     token = "browser-test-token"
@@ -163,10 +178,17 @@ def test_sweep_view_fills_a_contact_sheet(browser, tmp_path, backbone_file, arti
         page.click("#start")
         page.wait_for_function("document.querySelector('#sweep-status').textContent"
                                ".includes('3 of 3 done')", timeout=20_000)
-        # The finished sheet: the content and three results in one row under their values.
-        page.wait_for_function("(s => s.naturalWidth > 500 && s.naturalHeight < 320)"
+        # The finished sheet: the content and three results in one row under their values,
+        # drawn once more after the last job ended.
+        page.wait_for_selector("#sweep-view[data-finished='1']", timeout=20_000)
+        page.wait_for_function("(s => s.complete && s.src.endsWith('?v=3') && "
+                               "s.naturalWidth > 500 && s.naturalHeight < 320)"
                                "(document.querySelector('#sheet'))")
         page.wait_for_function("document.querySelectorAll('#gallery .card').length === 3")
+        page.wait_for_function("[...document.querySelectorAll('#gallery img')]"
+                               ".every((i) => i.complete && i.naturalWidth > 0)")
+        # The last column holds a picture, not the empty cell of a result not made yet.
+        assert page.evaluate(LAST_CELL_SHADES) > 30
         labels = page.locator("#gallery .card p").all_inner_texts()
         assert sorted(t.split(" · ")[0] for t in labels) == [
             "pooling = avg", "pooling = max", "pooling = strided"]

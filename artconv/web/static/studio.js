@@ -1,11 +1,14 @@
 // artconv studio: the page builds its form from the engines' option records (/api/info),
 // uploads images (the body is the file; the server names it), starts jobs and follows them
-// by server-sent events. No build step, no libraries.
+// and the queue by one stream of server-sent events (/api/events). No build step, no
+// libraries.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
+const FINISHED = ["done", "stopped", "failed", "cancelled"];
+// jobs and sweeps: the latest state of each seen, by id (the stream sends what changed)
 const state = { info: null, engine: "style", mode: "single", content: null, styles: [],
-  source: null, watching: null, sweepTimer: null, sheetVersion: null };
+  watching: null, sweep: null, sheetVersion: null, jobs: {}, sweeps: {} };
 
 async function api(path, options = {}) {
   const response = await fetch(path, options);
@@ -195,46 +198,60 @@ async function start() {
       const sweep = await api("/api/sweeps", { method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ form: form(), option: $("#sweep-option").value, values }) });
-      followSweep(sweep.id);
+      followSweep(sweep);
     } else {
       const job = await api("/api/jobs", { method: "POST",
         headers: { "Content-Type": "application/json" }, body: JSON.stringify(form()) });
+      state.jobs[job.id] ||= job;  // the stream may have told of it already
       watch(job.id);
     }
-    refreshQueue(false);
   } catch (e) { say(e.message); }
 }
 
 function watch(id) {
   if (state.watching === id) return;
-  if (state.source) state.source.close();
   state.watching = id;
   // Nothing of the previous job stays on show: its bar, its curve, its step counts.
   $("#bar").style.width = "0";
   drawCurve(null);
-  const source = new EventSource(`/api/jobs/${id}/events`);
-  state.source = source;
-  source.onmessage = (e) => show(JSON.parse(e.data));
-  source.addEventListener("end", () => {
-    source.close(); refreshGallery(); refreshQueue(true);
-  });
+  if (state.jobs[id]) show(state.jobs[id]);
 }
 
-// The jobs waiting or running; when the one watched ends, the next running one is shown.
-async function refreshQueue(follow = false) {
-  let jobs;
-  try { jobs = await api("/api/jobs"); } catch (e) { return; }
-  const live = jobs.filter((j) => j.status === "running" || j.status === "queued");
+// The one stream: on every change, the queue's lines and the jobs and sweeps that changed.
+function listen() {
+  const source = new EventSource("/api/events");
+  source.onmessage = (e) => update(JSON.parse(e.data));
+}
+
+function update(changes) {
+  let ended = false;
+  for (const job of changes.jobs) {
+    const before = state.jobs[job.id];
+    ended ||= FINISHED.includes(job.status) && !(before && FINISHED.includes(before.status));
+    state.jobs[job.id] = job;
+    if (job.id === state.watching) show(job);
+  }
+  for (const sweep of changes.sweeps) {
+    state.sweeps[sweep.id] = sweep;
+    if (sweep.id === state.sweep) showSweep(sweep);
+  }
+  showQueue(changes.queue);
+  // When the job watched is over (or none is), the running one is shown.
+  const watched = state.jobs[state.watching];
+  const running = changes.queue.find((j) => j.status === "running");
+  if (running && (!watched || FINISHED.includes(watched.status))) watch(running.id);
+  if (ended) refreshGallery();
+}
+
+// The jobs waiting or running.
+function showQueue(lines) {
   const box = $("#queue");
   box.replaceChildren();
-  if (!live.length) box.append(el("li", { class: "empty" }, "empty"));
-  for (const j of live) {
+  if (!lines.length) box.append(el("li", { class: "empty" }, "empty"));
+  for (const j of lines) {
     box.append(el("li", { class: j.id === state.watching ? "watched" : "",
       onclick: () => watch(j.id) }, `${j.label}: ${j.status}`));
   }
-  const running = live.find((j) => j.status === "running");
-  const watched = jobs.find((j) => j.id === state.watching);
-  if (follow && running && (!watched || !live.includes(watched))) watch(running.id);
 }
 
 function seconds(s) {
@@ -306,24 +323,22 @@ async function stop() {
   catch (e) { say(e.message); }
 }
 
-function followSweep(id) {
-  clearInterval(state.sweepTimer);
+function followSweep(sweep) {
+  state.sweep = sweep.id;
   $("#sweep-view").hidden = false;
-  const tick = async () => {
-    let sweep;
-    try { sweep = await api(`/api/sweeps/${id}`); } catch (e) { say(e.message); return; }
-    const done = sweep.jobs.filter((j) => ["done", "stopped"].includes(j.status)).length;
-    $("#sweep-status").textContent =
-      `${sweep.option}: ${done} of ${sweep.jobs.length} done`;
-    if (sweep.sheet && sweep.sheet !== state.sheetVersion) {
-      state.sheetVersion = sweep.sheet; $("#sheet").src = sweep.sheet;
-    }
-    const running = sweep.jobs.find((j) => j.status === "running");
-    if (running) watch(running.id);
-    if (sweep.finished) { clearInterval(state.sweepTimer); refreshGallery(); }
-  };
-  state.sweepTimer = setInterval(tick, 1000);
-  tick();
+  showSweep(state.sweeps[sweep.id] || sweep);
+}
+
+function showSweep(sweep) {
+  const done = sweep.jobs.filter((j) => ["done", "stopped"].includes(j.status)).length;
+  $("#sweep-status").textContent = `${sweep.option}: ${done} of ${sweep.jobs.length} done`;
+  if (sweep.sheet && sweep.sheet !== state.sheetVersion) {
+    state.sheetVersion = sweep.sheet; $("#sheet").src = sweep.sheet;
+  }
+  const running = sweep.jobs.find((j) => j.status === "running");
+  if (running) watch(running.id);
+  $("#sweep-view").dataset.finished = sweep.finished ? "1" : "";
+  if (sweep.finished) refreshGallery();
 }
 
 // -- gallery ---------------------------------------------------------------------------------
@@ -402,8 +417,7 @@ async function init() {
   $("#preview").addEventListener("load", previewLoaded);
   document.body.dataset.ready = "1";
   refreshGallery();
-  refreshQueue(true);
-  setInterval(() => refreshQueue(false), 2000);
+  listen();
 }
 
 init().catch((e) => say(e.message));
