@@ -32,12 +32,13 @@ from artconv.options import flag
 
 StrPath = str | os.PathLike[str]
 
-# A clip's work folder (artconv.video.clip): OUT.mp4.frames/ beside the output (or the
-# output itself when it is a folder of frames), each finished frame a PNG with its recipe,
-# and the record of what made them. Named here, at the bottom, so the path checks below and
-# `artconv recipe` know a work folder without the clip driver.
+# Frames on disk: a clip's work folder (artconv.video.work: OUT.mp4.frames/ beside the
+# output, or the output itself when it is a folder of frames) and a zoom video's folder hold
+# one PNG a frame, named FRAME_NAME, each with its recipe; a clip's also holds the record of
+# what made them. Named here, at the bottom, so the path checks below, `artconv recipe`, the
+# clip driver and the zoom driver share them.
 CLIP_WORK_SUFFIX = ".frames"
-CLIP_FRAME_NAME = "frame_{:06d}.png"
+FRAME_NAME = "frame_{:06d}.png"
 CLIP_FOLDER_RECORD = "clip.json"
 
 
@@ -140,6 +141,20 @@ def is_frames_output(path: StrPath) -> bool:
     no suffix at all."""
     text = os.fspath(path)
     return text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix
+
+
+def frame_path(folder: StrPath, index: int) -> Path:
+    """Frame `index` (1-based) of a folder of frames."""
+    return Path(folder) / FRAME_NAME.format(index)
+
+
+def frames_done(folder: StrPath, limit: int | None = None) -> int:
+    """The finished frames of a folder of frames: those before the first missing one (at
+    most `limit`). A resumed run continues after them."""
+    done = 0
+    while (limit is None or done < limit) and frame_path(folder, done + 1).is_file():
+        done += 1
+    return done
 
 
 def inside_work_folder(path: StrPath) -> Path | None:
