@@ -181,15 +181,21 @@ def content_id(path: StrPath) -> str:
         raise ArtconvError(f"{p}: cannot read ({exc.strerror})") from None
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        try:
-            with open(p, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        except OSError as exc:
-            raise ArtconvError(f"{p}: cannot read ({exc.strerror})") from None
-        _DIGESTS[key] = f"{st.st_size}:{digest.hexdigest()}"
+        _DIGESTS[key] = f"{st.st_size}:{file_sha256(p)}"
     return _DIGESTS[key]
+
+
+def file_sha256(path: StrPath) -> str:
+    """The SHA-256 of a file (hex), read in 1 MiB blocks: how artconv names a file by its
+    content (weights, masks, the inputs of a resumable run)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise ArtconvError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return digest.hexdigest()
 
 
 def input_record(name: StrPath, files: Sequence[StrPath] | None = None) -> dict[str, str]:
