@@ -243,8 +243,10 @@ def identity_difference(before: Mapping[str, Any], now: Mapping[str, Any]) -> st
         if key == "inputs" and isinstance(a, list) and isinstance(b, list):
             if len(a) != len(b):
                 return f"it was made from {len(a)} inputs, this run has {len(b)}"
+            if not all(isinstance(old, Mapping) for old in a):
+                return "it names its inputs by path only (made by an older artconv)"
             for old, new in zip(a, b, strict=True):
-                if not isinstance(old, Mapping) or old.get("content") != new.get("content"):
+                if old.get("content") != new.get("content"):
                     name = new.get("name")
                     return f"input {name} is not the file it was made from"
             continue
