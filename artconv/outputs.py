@@ -32,12 +32,13 @@ from artconv.options import flag
 
 StrPath = str | os.PathLike[str]
 
-# A clip's work folder (artconv.video.clip): OUT.mp4.frames/ beside the output (or the
-# output itself when it is a folder of frames), each finished frame a PNG with its recipe,
-# and the record of what made them. Named here, at the bottom, so the path checks below and
-# `artconv recipe` know a work folder without the clip driver.
+# Frames on disk: a clip's work folder (artconv.video.work: OUT.mp4.frames/ beside the
+# output, or the output itself when it is a folder of frames) and a zoom video's folder hold
+# one PNG a frame, named FRAME_NAME, each with its recipe; a clip's also holds the record of
+# what made them. Named here, at the bottom, so the path checks below, `artconv recipe`, the
+# clip driver and the zoom driver share them.
 CLIP_WORK_SUFFIX = ".frames"
-CLIP_FRAME_NAME = "frame_{:06d}.png"
+FRAME_NAME = "frame_{:06d}.png"
 CLIP_FOLDER_RECORD = "clip.json"
 
 
@@ -142,6 +143,20 @@ def is_frames_output(path: StrPath) -> bool:
     return text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix
 
 
+def frame_path(folder: StrPath, index: int) -> Path:
+    """Frame `index` (1-based) of a folder of frames."""
+    return Path(folder) / FRAME_NAME.format(index)
+
+
+def frames_done(folder: StrPath, limit: int | None = None) -> int:
+    """The finished frames of a folder of frames: those before the first missing one (at
+    most `limit`). A resumed run continues after them."""
+    done = 0
+    while (limit is None or done < limit) and frame_path(folder, done + 1).is_file():
+        done += 1
+    return done
+
+
 def inside_work_folder(path: StrPath) -> Path | None:
     """The work folder (a folder holding `clip.json`) that holds `path`, if any."""
     folder = Path(path).resolve().parent
@@ -166,15 +181,21 @@ def content_id(path: StrPath) -> str:
         raise ArtconvError(f"{p}: cannot read ({exc.strerror})") from None
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        try:
-            with open(p, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        except OSError as exc:
-            raise ArtconvError(f"{p}: cannot read ({exc.strerror})") from None
-        _DIGESTS[key] = f"{st.st_size}:{digest.hexdigest()}"
+        _DIGESTS[key] = f"{st.st_size}:{file_sha256(p)}"
     return _DIGESTS[key]
+
+
+def file_sha256(path: StrPath) -> str:
+    """The SHA-256 of a file (hex), read in 1 MiB blocks: how artconv names a file by its
+    content (weights, masks, the inputs of a resumable run)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise ArtconvError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return digest.hexdigest()
 
 
 def input_record(name: StrPath, files: Sequence[StrPath] | None = None) -> dict[str, str]:
@@ -222,8 +243,10 @@ def identity_difference(before: Mapping[str, Any], now: Mapping[str, Any]) -> st
         if key == "inputs" and isinstance(a, list) and isinstance(b, list):
             if len(a) != len(b):
                 return f"it was made from {len(a)} inputs, this run has {len(b)}"
+            if not all(isinstance(old, Mapping) for old in a):
+                return "it names its inputs by path only (made by an older artconv)"
             for old, new in zip(a, b, strict=True):
-                if not isinstance(old, Mapping) or old.get("content") != new.get("content"):
+                if old.get("content") != new.get("content"):
                     name = new.get("name")
                     return f"input {name} is not the file it was made from"
             continue

@@ -17,7 +17,10 @@ Two optional fields tell a batch how to feed it:
 * `job_runner_path`: "module:function" for an engine that streams a job's result to disk
   itself (features: arrays larger than memory are memory-mapped into the output file)
   instead of returning it to the writer; it is called as
-  `run_job(input, output, options, *, extractor=..., progress=...)`.
+  `run_job(input, output, options, *, extractor=..., progress=...)`;
+* `clip_frames_path`: "module:Class" of the wrapper that runs the engine frame by frame in
+  a clip (`artconv.video.loop`), or None for an engine that takes no clips: the CLI, batch
+  and the clip driver ask `takes_clips` / `clip_frames`, never an engine's name.
 
 Two more say what an engine needs and where its jobs come from:
 
@@ -56,6 +59,7 @@ class EngineSpec:
     job_runner_path: str | None = None  # "module:function" for engines that write themselves
     network: bool = True  # needs a FeatureExtractor (a batch loads one for it)
     via: tuple[str, str] | None = None  # (engine, option): that engine's jobs with the option
+    clip_frames_path: str | None = None  # "module:Class": the engine frame by frame in a clip
 
     @property
     def engine(self) -> type:
@@ -68,6 +72,14 @@ class EngineSpec:
     @property
     def job_runner(self) -> Any | None:
         return _load(self.job_runner_path) if self.job_runner_path else None
+
+    @property
+    def takes_clips(self) -> bool:
+        return self.clip_frames_path is not None
+
+    @property
+    def clip_frames(self) -> Any | None:
+        return _load(self.clip_frames_path) if self.clip_frames_path else None
 
     def load_size(self, options: CoreOptions) -> int | None:
         """The longest side inputs of a job with `options` are loaded at (None: as stored)."""
@@ -82,10 +94,11 @@ def _load(path: str) -> Any:
 ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
     EngineSpec("style", StyleOptions, "artconv.style.engine:StyleTransfer",
                "artconv.io.writers:write_picture", "{content}_{style}.png", takes_styles=True,
-               summary="Neural style transfer (Gatys et al.)", input_size="output_size"),
+               summary="Neural style transfer (Gatys et al.)", input_size="output_size",
+               clip_frames_path="artconv.video.loop:StyleFrames"),
     EngineSpec("dream", DreamOptions, "artconv.deepdream.engine:Dreamer",
                "artconv.io.writers:write_picture", "{content}_dream.png",
-               summary="Deep Dream"),
+               summary="Deep Dream", clip_frames_path="artconv.video.loop:DreamFrames"),
     EngineSpec("features", FeatureOptions, "artconv.features.engine:FeatureEngine",
                "artconv.features.files:write_result", "{content}.npy",
                summary="Per-pixel features (hypercolumns)",
@@ -136,3 +149,6 @@ def route(name: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                                f"{spec.name} engine takes {', '.join(map(flag, sorted(known)))})")
         return spec.name, values
     return name, given
+def clip_engines() -> tuple[str, ...]:
+    """The engines that take clips."""
+    return tuple(name for name, spec in ENGINES.items() if spec.takes_clips)

@@ -116,7 +116,7 @@ def test_dream_refuses_sidecar_frames_and_gif_over_inputs_before_work(tmp_path, 
     one_line_error(code, err, "--output recipe", "d.jpg.json", "is an input file")
     # -o names the frames folder: here it is the input file itself
     code, _, err = run_main(["dream", image, *net, "--frames", "2", "-o", image], capsys)
-    one_line_error(code, err, "--output", "frame_0001.png", "in.png is not a folder")
+    one_line_error(code, err, "--output", "frame_000001.png", "in.png is not a folder")
     gif_input = make_image(tmp_path / "zoom.gif", seed=2)
     code, _, err = run_main(["dream", gif_input, *net, "--frames", "2", "--gif", "-o",
                              tmp_path / "zoom"], capsys)

@@ -169,9 +169,10 @@ class LocalRunner:
         from artconv.video.options import VideoOptions
 
         def work() -> None:
-            if spec.name not in ("style", "dream"):
-                raise ArtconvError(f"{job.input}: clips run with the style and dream "
-                                   f"engines, not {spec.name}")
+            if not spec.takes_clips:
+                raise ArtconvError(f"{job.input}: clips run with the "
+                                   f"{' and '.join(registry.clip_engines())} engines, not "
+                                   f"{spec.name}")
             engine = self.engine(spec, opts)
             sources, inputs = style_inputs(spec, job, opts)
             try:
@@ -179,9 +180,9 @@ class LocalRunner:
                          video=VideoOptions.from_dict(dict(job.video), source=job.where
                                                       or job.input),
                          styles=inputs.get("styles", ()), inputs=[job.input, *sources],
-                         # the style engine shows its steps itself; a dream call's
-                         # callback replaces its display
-                         display=self.on_step if spec.name == "dream" else None,
+                         # an engine that shows its steps itself (style) needs no
+                         # display; a dream call's callback replaces its display
+                         display=None if spec.clip_frames.shows_steps else self.on_step,
                          span=job.segment)
             finally:
                 self._count(spec, engine)

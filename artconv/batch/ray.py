@@ -252,7 +252,7 @@ def _split_segments(jobs: Sequence[Job], record: Callable[[JobResult], None]
             out.append(job)
             continue
         from artconv.video.options import VideoOptions
-        from artconv.video.segments import segment_spans
+        from artconv.video.work import segment_spans
 
         try:
             parts = segment_spans(job.input, VideoOptions.from_dict(

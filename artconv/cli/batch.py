@@ -15,8 +15,6 @@ from artconv.cli.common import Ui, command, console, option_parameters, split_op
 from artconv.cli.video import video_parameters
 from artconv.errors import ArtconvError
 
-# Engines whose batches take clips (a clip, a frames folder or glob is one job each).
-CLIP_ENGINES = ("style", "dream")
 # What `artconv batch ENGINE --help` says (an engine without a line here gets its summary).
 ENGINE_HELP = {
     "style": "Every input x every style (or all styles blended with --blend-styles).",
@@ -63,7 +61,7 @@ def _batch_command(engine: str):
         ]
     params += option_parameters(BatchOptions)
     params += ui_parameters() + option_parameters(spec.options)
-    if engine in CLIP_ENGINES:
+    if spec.takes_clips:  # a clip, a frames folder or glob is one job each
         params += video_parameters(partial=False)
     return run, params
 

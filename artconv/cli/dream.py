@@ -36,7 +36,7 @@ new frame (--frame-blend), and the clip is written as IMAGE_dream.mp4 with its s
 
 Writes IMAGE_dream.png next to the input (for a URL, in the current folder) unless -o is
 given (never over the input); with
---frames N, writes frame_0001.png ... into the folder IMAGE_dream_frames/ (or -o FOLDER),
+--frames N, writes frame_000001.png ... into the folder IMAGE_dream_frames/ (or -o FOLDER),
 continuing after any frames already there. The output carries its recipe
 (`artconv recipe OUT`). Ctrl-C saves the image so far and exits with status 130."""
 
@@ -73,15 +73,15 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
 
 def _check_writes(options: DreamOptions, output: Path, inputs: list[Path], label: str) -> None:
     """Every file the dream will write, checked before the network loads."""
-    from artconv.outputs import check_write_paths
+    from artconv.outputs import check_write_paths, frame_path, frames_done
 
     if options.frames > 0:
-        from artconv.deepdream.zoom import frame_paths, gif_path
+        from artconv.deepdream.zoom import gif_path
 
         # Frames already there are kept, not rewritten: the first missing one stands for
         # the rest, whose names differ by construction and share its folder.
-        todo = next((f for f in frame_paths(output, options.frames) if not f.is_file()), None)
-        writes = [(label, todo)] if todo is not None else []
+        done = frames_done(output, options.frames)
+        writes = [(label, frame_path(output, done + 1))] if done < options.frames else []
         if options.gif:
             writes.append(("--gif", gif_path(output)))
     else:

@@ -126,16 +126,16 @@ def _run(options: Any, engine_name: str, source: Any, output: Path, inputs: list
     from artconv.engine import Interrupted
     from artconv.io.images import load_image
     from artconv.progress import Progress
-    from artconv.video.clip import (
+    from artconv.video.clip import run_clip
+    from artconv.video.io import probe
+    from artconv.video.work import (
         check_clip_writes,
         check_selection,
         check_work_folder,
         clip_identity,
         frames_done,
-        run_clip,
         work_folder,
     )
-    from artconv.video.io import probe
 
     output = Path(output)
     check_clip_output(output)
@@ -144,9 +144,10 @@ def _run(options: Any, engine_name: str, source: Any, output: Path, inputs: list
     check_selection(info, video)
     check_work_folder(output, clip_identity(engine_name, options, video, inputs))
     styles = [load_image(p, options.style_size) for p in style_paths]
-    engine = registry.get(engine_name).engine(options)
+    spec = registry.get(engine_name)
+    engine = spec.engine(options)
     hw = (info.height, info.width)
-    if engine_name == "style":
+    if spec.takes_styles:
         engine.check_sizes(hw, [s.shape[-2:] for s in styles], content_name=str(source),
                            style_names=[str(p) for p in style_paths])
     else:

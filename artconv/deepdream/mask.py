@@ -13,7 +13,6 @@ the mask is 0 the output is the input exactly.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 
 from artconv.errors import ArtconvError
 from artconv.io.images import load_image, resize_to
+from artconv.outputs import file_sha256
 
 ASPECT_TOLERANCE = 0.01  # a mask whose aspect ratio differs more from the image's is refused
 
@@ -102,11 +102,7 @@ def feather(mask: torch.Tensor, radius: float, circular: bool = False) -> torch.
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as e:
-        raise ArtconvError(f"--mask {path}: cannot read ({e.strerror or e})") from None
-    return h.hexdigest()
+        return file_sha256(path)
+    except ArtconvError as exc:
+        raise ArtconvError(f"--mask {exc}") from None

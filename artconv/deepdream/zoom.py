@@ -1,6 +1,7 @@
 """Zoom videos: dream an image, zoom into the result (and rotate it), dream again, ...
 
-A driver above the dream engine: it writes the frames into a folder (frame_0001.png, ...),
+A driver above the dream engine: it writes the frames into a folder (frame_000001.png, ...,
+named as a clip's frames are: `artconv.outputs.FRAME_NAME`),
 each with the engine's recipe and its frame number, and optionally a looping GIF beside the
 folder. Frames already in the folder are kept and the run continues after the last one; each
 frame is rounded to 8 bits before it is continued, so a resumed run matches an unbroken one.
@@ -27,24 +28,17 @@ from artconv.errors import ArtconvError
 from artconv.io.images import ImageSource, atomic_path, load_image
 from artconv.io.writers import write_picture
 from artconv.nets.extractor import FeatureExtractor
+from artconv.outputs import frame_path, frames_done
 
 
 def frame_paths(folder: str | Path, frames: int) -> list[Path]:
-    """Where a zoom video's frames go: FOLDER/frame_0001.png, ..."""
-    return [Path(folder) / f"frame_{k:04d}.png" for k in range(1, frames + 1)]
+    """Where a zoom video's frames go: FOLDER/frame_000001.png, ..."""
+    return [frame_path(folder, k) for k in range(1, frames + 1)]
 
 
 def gif_path(folder: str | Path) -> Path:
     """Where `--gif` writes a zoom video's frames as one GIF: beside the folder."""
     return Path(folder).with_suffix(".gif")
-
-
-def frames_done(paths: Sequence[Path]) -> int:
-    """How many frames a resumed run keeps: those written before the first missing one."""
-    done = 0
-    while done < len(paths) and paths[done].is_file():
-        done += 1
-    return done
 
 
 def write_gif(frames: Sequence[Path], path: Path, duration_ms: int = 80) -> Path:
@@ -68,7 +62,7 @@ def write_frames(dreamer: Dreamer, image: ImageSource, folder: str | Path, *,
         raise ArtconvError("--frames: give the number of frames to write (>= 1)")
     folder = Path(folder)
     paths = frame_paths(folder, o.frames)
-    done = frames_done(paths)
+    done = frames_done(folder, o.frames)
     if done < len(paths):
         written = _continue(dreamer, dreamer.to_batch(image), paths, done, inputs)
         if written < len(paths):

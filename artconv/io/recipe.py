@@ -14,7 +14,13 @@ import torch
 from artconv._version import __version__
 from artconv.errors import ArtconvError
 from artconv.io.files import IMAGE_EXTENSIONS, url_of
-from artconv.outputs import CLIP_FOLDER_RECORD, CLIP_FRAME_NAME, CLIP_WORK_SUFFIX
+from artconv.outputs import (
+    CLIP_FOLDER_RECORD,
+    CLIP_WORK_SUFFIX,
+    FRAME_NAME,
+    frame_path,
+    frames_done,
+)
 
 
 def make_recipe(engine: str, options: Any, *, weights: str, inputs: Sequence[Any] = (),
@@ -53,7 +59,7 @@ def read_any_recipe(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     suffix = p.suffix.lower()
     if p.is_dir():
-        return _frames_recipe(p, p)
+        return frames_recipe(p)
     if suffix in (".npy", ".npz"):
         sidecar = p.with_name(p.name + ".json")
         if not sidecar.is_file():
@@ -81,39 +87,33 @@ def _clip_recipe(p: Path) -> dict[str, Any]:
     if sidecar.is_file():
         return _parse(sidecar, _read_text(sidecar))  # a broken one is named itself
     folder = p.with_name(p.name + CLIP_WORK_SUFFIX)
-    if folder.is_dir() and (_frames_in(folder) or (folder / CLIP_FOLDER_RECORD).is_file()):
+    if folder.is_dir() and (frames_done(folder) or (folder / CLIP_FOLDER_RECORD).is_file()):
         # Not encoded yet (stopped, or still running): say so, the frames so far and where.
-        return {**_frames_recipe(p, folder), "unfinished": True, "work_folder": str(folder)}
+        return {**frames_recipe(folder, p), "unfinished": True, "work_folder": str(folder)}
     if not p.exists():
         raise ArtconvError(f"{p}: no such file")
     _must_exist(p)
     raise ArtconvError(f"{p}: carries no artconv recipe (no sidecar {sidecar.name})")
 
 
-def _frames_in(folder: Path) -> int:
-    """Finished frames of a clip work folder: those before the first missing one."""
-    done = 0
-    while (folder / CLIP_FRAME_NAME.format(done + 1)).is_file():
-        done += 1
-    return done
-
-
-def _frames_recipe(p: Path, folder: Path) -> dict[str, Any]:
-    """A folder of clip frames: its last finished frame's recipe, with the frame count in
-    place of that frame's number and losses; clip.json when no frame is finished."""
+def frames_recipe(folder: Path, named: Path | None = None) -> dict[str, Any]:
+    """The recipe of a folder of frames artconv wrote (a clip's work folder or frames
+    output, a zoom video's folder): its last finished frame's, with the frame count in place
+    of that frame's number and losses; its clip.json when no frame is finished. `named`:
+    the path to name in a message (the clip whose work folder this is)."""
     from artconv.io.images import read_recipe
 
-    done = _frames_in(folder)
+    done = frames_done(folder)
     if done:
-        recipe = dict(read_recipe(folder / CLIP_FRAME_NAME.format(done)))
+        recipe = dict(read_recipe(frame_path(folder, done)))
         recipe.pop("frame", None)
         recipe.pop("losses", None)  # that frame's alone, not the clip's
         return {**recipe, "frames": done}
     record = folder / CLIP_FOLDER_RECORD
     if record.is_file():
         return {**_parse(record, _read_text(record)), "frames": 0}
-    raise ArtconvError(f"{p}: is a folder, and holds no artconv clip frames "
-                       f"({CLIP_FRAME_NAME.format(1)}) or {CLIP_FOLDER_RECORD}")
+    raise ArtconvError(f"{named or folder}: is a folder, and holds no artconv clip frames "
+                       f"({FRAME_NAME.format(1)}) or {CLIP_FOLDER_RECORD}")
 
 
 def _must_exist(p: Path) -> None:

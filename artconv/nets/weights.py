@@ -4,7 +4,6 @@ file, or a seeded random init. Every file, downloaded or named, goes through
 
 from __future__ import annotations
 
-import hashlib
 import pickletools
 import re
 import urllib.error
@@ -22,6 +21,7 @@ from torchvision.models import VGG16_Weights, VGG19_Weights
 from artconv.errors import ArtconvError, ArtconvWarning
 from artconv.io.files import check_regular_file
 from artconv.nets import vgg
+from artconv.outputs import file_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -99,7 +99,7 @@ def resolve(arch: str, weights: str, preprocess: str = "auto") -> LoadedWeights:
     check_regular_file(path)  # before anything opens it: a named pipe blocks every reader
     kind = preprocess if preprocess != "auto" else _guess_preprocess(path)
     return LoadedWeights(read_state_dict(path), Normalization.named(kind),
-                         f"file:{path.name}:sha256:{file_digest(path)[:12]}:{kind}")
+                         f"file:{path.name}:sha256:{file_sha256(path)[:12]}:{kind}")
 
 
 def checkpoint_path(url: str) -> Path:
@@ -278,14 +278,6 @@ def random_init(features: nn.Sequential, seed: int) -> None:
                 fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1]
                 m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_out) ** 0.5)
                 m.bias.zero_()
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _guess_preprocess(path: Path) -> str:

@@ -10,9 +10,7 @@ to the output grid (`regions`), and the losses resize it again to each layer's g
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 
 from artconv.errors import ArtconvError
 from artconv.io.images import load_image
+from artconv.outputs import file_sha256
 from artconv.style.options import StyleOptions
 
 
@@ -29,7 +28,7 @@ def load_mask(path: str, option: str) -> tuple[torch.Tensor, dict[str, str]]:
     {"path", "sha256"}; a missing or broken file is a one-line error naming `option`."""
     try:
         image = load_image(path)
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        digest = file_sha256(path)
     except ArtconvError as exc:
         raise ArtconvError(f"{option} {exc}") from None
     except OSError as exc:

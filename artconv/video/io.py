@@ -23,6 +23,7 @@ import numpy as np
 
 from artconv.errors import ArtconvError
 from artconv.io.files import IMAGE_EXTENSIONS, atomic_output, list_images, url_of
+from artconv.io.recipe import read_any_recipe
 from artconv.outputs import is_frames_output  # noqa: F401 - its old home
 from artconv.video.options import VideoOptions
 
@@ -296,24 +297,12 @@ def _upright(arr: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def read_clip_recipe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The recipe of a clip artconv wrote (its OUT.json sidecar), or of a frames folder (its
-    first frame's); {} when there is none."""
-    from artconv.outputs import sidecar
-
-    path = Path(path)
-    if path.is_dir():
-        from artconv.io.images import read_recipe
-
-        first = sorted(path.glob("frame_*.png"))
-        try:
-            return read_recipe(first[0]) if first else {}
-        except ArtconvError:
-            return {}
+    """The recipe of a clip or frames folder artconv wrote (`read_any_recipe`, the one
+    reader); {} when there is none."""
     try:
-        recipe = json.loads(sidecar(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_any_recipe(path)
+    except ArtconvError:
         return {}
-    return recipe if isinstance(recipe, dict) else {}
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,23 @@ class InvertEngine:
 
     def recipe(self, inputs: Any = (), **extra: Any) -> dict[str, Any]:
         return make_recipe(self.name, self.options, weights="none", inputs=inputs, **extra)
+
+
+class InvertFrames:
+    """The invert engine frame by frame in a clip (its registry `clip_frames_path`): each
+    frame inverted on its own, no flow needed."""
+
+    long_term = False
+    shows_steps = True
+
+    def __init__(self, engine: InvertEngine, video: Any, styles: Any = ()) -> None:
+        self.engine, self.last_figures = engine, {}
+
+    def size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        return hw
+
+    def scene(self, content: Any, relay: Any) -> Any:
+        return self.engine.run(content)
+
+    def next(self, content: Any, warped: Any, init: Any, relay: Any) -> Any:
+        return self.engine.run(content)

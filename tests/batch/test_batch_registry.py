@@ -4,6 +4,7 @@ reads from manifests and presets without a line of batch code changed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -68,3 +69,31 @@ def test_a_registered_engine_in_manifests_and_presets(tmp_path, invert):
     assert read_preset(preset).engine == "invert"
     assert options_for("invert", read_preset(preset), {"size": 8}) == InvertOptions(
         steps=5, size=8)
+
+
+def test_an_engine_takes_clips_when_its_registry_entry_says_so(tmp_path, monkeypatch,
+                                                               backbone_file):
+    # Which engines take clips is the registry's `clip_frames_path`, not a list of names.
+    from artconv.video.io import read_frames
+    from tests.video.clips import frames, write_clip
+
+    clip = write_clip(tmp_path / "walk.mp4", frames(3, (32, 40)), fps=8, audio=False)
+    job = batch.Job("invert", str(clip), str(tmp_path / "inv") + "/")
+    spec = registry.EngineSpec("invert", InvertOptions, "tests.batch.fake_engine:InvertEngine",
+                               "artconv.io.writers:write_picture", "{content}_inv.png")
+    monkeypatch.setitem(registry.ENGINES, "invert", spec)
+    opts = InvertOptions(steps=1, backbone=f"{backbone_file}:build")
+    report = batch.render([job], {"invert": opts})
+    assert report.count("failed") == 1
+    assert "clips run with the style and dream engines, not invert" in report.results[0].reason
+
+    monkeypatch.setitem(registry.ENGINES, "invert", dataclasses.replace(
+        spec, clip_frames_path="tests.batch.fake_engine:InvertFrames"))
+    assert registry.clip_engines() == ("style", "dream", "invert")
+    report = batch.render([job], {"invert": opts})
+    assert report.count("done") == 1, report.to_dict()
+    made = sorted((tmp_path / "inv").glob("frame_*.png"))
+    assert len(made) == 3
+    for path, original in zip(made, read_frames(clip), strict=True):
+        want = 1 - torch.from_numpy(original).permute(2, 0, 1).float() / 255
+        assert torch.allclose(load_image(path), want, atol=1 / 255)

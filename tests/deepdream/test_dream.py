@@ -265,7 +265,7 @@ def _frames(folder, frames, counter=None):
 
 def test_zoom_writes_n_frames_and_resumes(tmp_path):
     paths = _frames(tmp_path / "a", 3)
-    assert [p.name for p in paths] == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
+    assert [p.name for p in paths] == ["frame_000001.png", "frame_000002.png", "frame_000003.png"]
     assert all(p.is_file() for p in paths)
     assert Image.open(tmp_path / "a.gif").n_frames == 3
     mtimes = [p.stat().st_mtime_ns for p in paths]
@@ -277,7 +277,7 @@ def test_zoom_writes_n_frames_and_resumes(tmp_path):
     steps = []
     _frames(tmp_path / "b", 3, steps.append)
     assert {info.frame for info in steps} == {3}
-    torch.testing.assert_close(load_image(tmp_path / "b" / "frame_0003.png"),
+    torch.testing.assert_close(load_image(tmp_path / "b" / "frame_000003.png"),
                                load_image(paths[2]))
 
 

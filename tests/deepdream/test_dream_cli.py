@@ -77,9 +77,9 @@ def test_cli_frames_and_gif(image64, backbone_file, capsys, tmp_path):
                           *FAST, "--frames", "3", "--gif", "-o", str(folder), "-q"], capsys)
     assert code == 0, err
     assert sorted(p.name for p in folder.iterdir()) == [
-        "frame_0001.png", "frame_0002.png", "frame_0003.png"]
+        "frame_000001.png", "frame_000002.png", "frame_000003.png"]
     assert Image.open(tmp_path / "zoom.gif").n_frames == 3
-    assert read_recipe(folder / "frame_0002.png")["frame"] == 2
+    assert read_recipe(folder / "frame_000002.png")["frame"] == 2
 
 
 def test_cli_ctrl_c_saves_and_exits_130(image64, backbone_file, capsys, monkeypatch):

@@ -8,10 +8,12 @@ import torch
 
 import artconv
 from artconv.deepdream.engine import Dreamer, DreamOptions
-from artconv.deepdream.zoom import frame_paths, frames_done, gif_path, write_frames
+from artconv.deepdream.zoom import frame_paths, gif_path, write_frames
 from artconv.errors import ArtconvError
 from artconv.io.images import load_image, read_recipe
+from artconv.io.recipe import read_any_recipe
 from artconv.nets.extractor import FeatureExtractor
+from artconv.outputs import frames_done
 from tests.conftest import tiny_sequential
 
 OPTIONS = {"layers": ("r3",), "octaves": 1, "steps": 2, "zoom": 1.1, "rotate": 2.0, "tile": 0,
@@ -37,21 +39,24 @@ def image() -> torch.Tensor:
 def test_frames_carry_recipes_and_steps_count_over_the_video(tmp_path):
     steps = []
     paths = write_frames(dreamer(3, steps.append), image(), tmp_path / "z", inputs=["in.png"])
-    assert paths == frame_paths(tmp_path / "z", 3) and frames_done(paths) == 3
+    assert paths == frame_paths(tmp_path / "z", 3) and frames_done(tmp_path / "z") == 3
     assert [s.frame for s in steps] == [1, 1, 2, 2, 3, 3]
     assert [s.done for s in steps] == list(range(1, 7)) and {s.total for s in steps} == {6}
     recipe = read_recipe(paths[1])
     assert recipe["frame"] == 2 and recipe["engine"] == "dream"
     assert recipe["inputs"] == ["in.png"]
     assert not gif_path(tmp_path / "z").exists()
+    # named and read as a clip's frames are (one format, one reader): `artconv recipe FOLDER`
+    folder = read_any_recipe(tmp_path / "z")
+    assert folder["frames"] == 3 and folder["engine"] == "dream" and "frame" not in folder
 
 
 def test_a_stop_keeps_only_whole_frames_and_the_rerun_matches(tmp_path):
     whole = write_frames(dreamer(3, gif=True), image(), tmp_path / "a")
     stopped = write_frames(dreamer(3, lambda s: s.frame < 2, gif=True), image(),
                            tmp_path / "b")
-    assert [p.name for p in stopped] == ["frame_0001.png"]
-    assert frames_done(frame_paths(tmp_path / "b", 3)) == 1
+    assert [p.name for p in stopped] == ["frame_000001.png"]
+    assert frames_done(tmp_path / "b", 3) == 1
     assert not gif_path(tmp_path / "b").exists()
     steps = []
     resumed = write_frames(dreamer(3, steps.append, gif=True), image(), tmp_path / "b")

@@ -173,3 +173,14 @@ def test_video_stats_refuses_frames_that_do_not_correspond_and_names_a_partial_o
                               str(clip)], capsys)
     assert code == 0, err
     assert "a partial output: its 2 frames against the input's first 2" in out
+
+
+def test_a_work_folder_that_names_its_inputs_by_path_only_is_refused(tmp_path, backbone_file):
+    # clip.json of an older artconv: inputs as typed, so a replaced file went unnoticed
+    source = write_clip(tmp_path / "in.mp4", frames(2, (32, 40)), fps=8, audio=False)
+    folder = tmp_path / "out.mp4.frames"
+    folder.mkdir()
+    (folder / "clip.json").write_text(json.dumps({"engine": "dream", "inputs": [str(source)]}))
+    with pytest.raises(ArtconvError, match="names its inputs by path only"):
+        run_clip(Dreamer(dream_options(backbone_file)), source, tmp_path / "out.mp4")
+    assert [p.name for p in folder.iterdir()] == ["clip.json"]
