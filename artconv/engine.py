@@ -45,6 +45,13 @@ class Step:
     frame: int = 0  # a frame of a clip or zoom video, 0 for a still
     _image: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
     per_image: tuple[float, ...] = ()
+    # Progress within a step that runs as tiles (a tiled style scale passes them twice):
+    # `tile` of `tiles` done in pass `tile_pass` of step `step` (not yet finished); 0 on the
+    # record of a finished step. Engines send these to displays only, so a callback sees
+    # each step once.
+    tile: int = 0
+    tiles: int = 0
+    tile_pass: int = 0
 
     @property
     def image(self) -> torch.Tensor | None:
@@ -53,11 +60,18 @@ class Step:
         return None if self._image is None else self._image()
 
     @property
+    def within_step(self) -> bool:
+        """True for a tile's progress inside a step, False for a finished step."""
+        return self.tile > 0
+
+    @property
     def label(self) -> str:
         """What a progress display calls this stage."""
         h, w = self.size
         kind = {"style": "scale", "dream": "octave"}.get(self.engine, "part")
         where = f" {w}x{h}" if h and w else ""
+        if self.tiles:
+            return f"  step {self.step}/{self.steps} tiles (pass {self.tile_pass}/2)"
         return f"{self.engine} {kind} {self.stage}/{self.stages}{where}"
 
     def to_dict(self) -> dict[str, Any]:

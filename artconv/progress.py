@@ -59,6 +59,13 @@ class Task_:
             kwargs["figures"] = format_figures(figures)
         bar.update(self._id, **kwargs)
 
+    def remove(self) -> None:
+        """Take the bar off the screen (a tile pass: many per scale)."""
+        bar = self._owner._bar
+        if bar is not None and self._id is not None:
+            bar.remove_task(self._id)
+            self._id = None
+
     def done(self) -> None:
         """Finish the bar; in a batch display (transient tasks) it is removed."""
         bar = self._owner._bar
@@ -78,6 +85,8 @@ class Progress:
         self._depth = 0
         self._stage_key: tuple | None = None
         self._stage_task: Task_ | None = None
+        self._tile_key: tuple | None = None
+        self._tile_task: Task_ | None = None
 
     def __enter__(self) -> Progress:
         self._depth += 1
@@ -103,7 +112,11 @@ class Progress:
         return Task_(self, self._bar.add_task(description, total=total, figures=""))
 
     def on_step(self, step: Any) -> None:
-        """The engines' callback (`artconv.engine.Step`): a bar per stage with its figures."""
+        """The engines' callback (`artconv.engine.Step`): a bar per stage with its figures,
+        and under it, for a step that runs as tiles, a bar per tile pass with its ETA."""
+        if getattr(step, "tiles", 0):
+            self._on_tile(step)
+            return
         key = (step.engine, step.frame, step.stage)
         if key != self._stage_key:
             if self._stage_task is not None:
@@ -117,6 +130,21 @@ class Progress:
         if step.step >= step.steps:
             self._stage_task.done()
             self._stage_task, self._stage_key = None, None
+
+    def _on_tile(self, step: Any) -> None:
+        """A tile of a pass done: the pass's bar (tile count, rate, ETA), removed when the
+        pass ends so a long scale leaves only its stage bar."""
+        key = (step.engine, step.frame, step.stage, step.step, step.tile_pass)
+        if key != self._tile_key:
+            if self._tile_task is not None:
+                self._tile_task.remove()
+            self._tile_key = key
+            self._tile_task = self.task(step.label, total=step.tiles)
+        assert self._tile_task is not None
+        self._tile_task.update(advance=1)
+        if step.tile >= step.tiles:
+            self._tile_task.remove()
+            self._tile_task, self._tile_key = None, None
 
     def log(self, message: str) -> None:
         if not self.quiet:

@@ -146,15 +146,21 @@ def lap_normalize(grad: torch.Tensor, levels: int, circular: bool = False) -> to
     up = resize_circular if circular else resize_detail
     bands = []
     x = grad
+    # Each band is made in the buffer of its upsampled low-pass and scaled in place, and the
+    # merge adds into the band: the same float operations (negation is exact, addition
+    # commutes), without the image-sized temporaries of the plain expressions.
     for _ in range(levels):
         if min(x.shape[-2:]) < 4:
             break
         low = _blur_down(x, circular)
-        bands.append(x - up(low, x.shape[-2:]))
+        band = up(low, x.shape[-2:])
+        if band is low:  # same size (never for levels that halve): keep `low` intact
+            band = band.clone()
+        bands.append(band.neg_().add_(x))  # x - up(low)
         x = low
     out = _unit_rms(x)
     for band in reversed(bands):
-        out = up(out, band.shape[-2:]) + _unit_rms(band)
+        out = _unit_rms_(band).add_(up(out, band.shape[-2:]))
     return out
 
 
@@ -174,6 +180,11 @@ def _blur_down(x: torch.Tensor, circular: bool = False) -> torch.Tensor:
 
 def _unit_rms(x: torch.Tensor) -> torch.Tensor:
     return x / x.square().mean().sqrt().clamp_min(1e-12)
+
+
+def _unit_rms_(x: torch.Tensor) -> torch.Tensor:
+    """`_unit_rms` in place (an owned band)."""
+    return x.div_(x.square().mean().sqrt().clamp_min(1e-12))
 
 
 def keep_colors(result: torch.Tensor, original: torch.Tensor) -> torch.Tensor:

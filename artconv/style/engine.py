@@ -95,6 +95,9 @@ class _Run:
     done: int = 0
     figures: dict[str, float] = field(default_factory=dict)  # the losses last read
     tiles: int = 1  # tiles the scale in progress runs as (each step passes them twice)
+    displays: list[Callback] = field(default_factory=list)  # told of tiles within a step
+    at: tuple[int, int, int, tuple[int, int]] = (0, 0, 0, (0, 0))  # stage, step, steps, hw
+    tile_pass: int = 0  # of the step in progress
 
     def result(self) -> torch.Tensor | None:
         """The result so far, shaped as `run()` returns it; None before the first step."""
@@ -110,6 +113,7 @@ class _Run:
         for step in range(1, steps + 1):
             read = (not scale.adam or self.every_step or step % FIGURES_EVERY == 0
                     or step == steps)
+            self.at, self.tile_pass = (stage, step, steps, hw), 0
             values = scale.evaluate(objective, read)
             per_image: tuple[float, ...] = ()
             if values is not None:
@@ -125,6 +129,20 @@ class _Run:
             if not self.report(stage, step, steps, hw, per_image):
                 return False
         return True
+
+    def tile_done(self, tile: int, tiles: int) -> None:
+        """`TiledObjective.on_tile`: a tile of a pass of the step in progress is done; the
+        displays get a within-step record (a bar per pass with its ETA), callbacks do not."""
+        if tile == 1:
+            self.tile_pass += 1
+        if not self.displays:
+            return
+        stage, step, steps, hw = self.at
+        info = StepInfo("style", stage, self.stages, step, steps, self.done, self.total,
+                        {"tiles": tiles}, hw, 0, None, tile=tile, tiles=tiles,
+                        tile_pass=self.tile_pass)
+        for display in self.displays:
+            display(info)
 
     def report(self, stage: int, step: int, steps: int, hw: tuple[int, int],
                per_image: tuple[float, ...]) -> bool:
@@ -240,7 +258,8 @@ class StyleTransfer:
         user = callback if callback is not None else self.callback
         shown = getattr(self.progress, "on_step", None)
         run = self._run_state = _Run([c for c in (shown, user) if c is not None],
-                                     every_step=user is not None)
+                                     every_step=user is not None,
+                                     displays=[shown] if shown is not None else [])
         try:
             # the display's bars show inside it (nested entries are harmless)
             with self.progress if hasattr(self.progress, "__enter__") else nullcontext():
@@ -277,6 +296,8 @@ class StyleTransfer:
             content_s = resize_to(content, hw)
             objective = self.objective(content_s, scale_targets, priors, tile=tiles[index])
             run.tiles = len(objective.plan(hw)) if isinstance(objective, TiledObjective) else 1
+            if isinstance(objective, TiledObjective):
+                objective.on_tile = run.tile_done  # a bar per tile pass: no frozen screen
             # A seamless texture stays tileable when carried up to the next scale.
             carried = resize_circular(x, hw) if opts.seamless else resize_to(x, hw)
             run.scale = ScaleRun.start(carried, content_s, opts, lum, adam_state)

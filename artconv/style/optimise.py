@@ -15,6 +15,7 @@ from artconv import losses
 from artconv.device import fp32
 from artconv.io import color
 from artconv.losses.weights import LossWeights
+from artconv.style.lbfgs import CompactLBFGS
 from artconv.style.options import StyleOptions
 from artconv.style.targets import Net, StyleTargets
 
@@ -128,10 +129,9 @@ class ScaleRun:
             if adam_state is not None:
                 warm_start(optimizers[0], params, adam_state)
         else:  # max_iter=1: one loss evaluation per step(); the history survives the calls
-            optimizers = [torch.optim.LBFGS([p], lr=options.learning_rate(), max_iter=1,
-                                            history_size=options.lbfgs_history,
-                                            tolerance_grad=-1,
-                                            tolerance_change=-1) for p in params]
+            optimizers = [CompactLBFGS([p], lr=options.learning_rate(),  # torch's iterates
+                                       history_size=options.lbfgs_history,
+                                       tolerance_change=-1) for p in params]
         ema = EMA(torch.cat(params).detach(), options.avg_decay) if options.avg_decay else None
         return cls(params, optimizers, adam, ema, content, lum)
 
