@@ -70,9 +70,6 @@ LAYERS = [
 # right now. Each entry is (importer, imported); delete it when its fix lands. Nothing may be
 # added here: a new loop or upward arrow is fixed, not listed.
 PENDING_LOOPS = {
-    ("artconv.video.clip", "artconv.video.segments"),  # clip <-> segments (the video branch)
-    ("artconv.web.runner", "artconv.web.studio"),  # the studio's JPEG encoder (web branch)
-    ("artconv.web.app", "artconv"),  # __version__ from artconv._version (web branch)
     ("artconv.io.images", "artconv.presets"),  # the download progress bar (io branch)
 }
 # The option records and the registry feed `--help`: torch must not load with them.

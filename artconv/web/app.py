@@ -31,7 +31,8 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from artconv import __version__, registry
+from artconv import registry
+from artconv._version import __version__
 from artconv.errors import ArtconvError
 from artconv.web import events
 from artconv.web.forms import SERVER_FIELDS, SWEEP_FIELDS, SWEEP_VALUES, form_fields, preset_list
