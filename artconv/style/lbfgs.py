@@ -64,6 +64,11 @@ class CompactLBFGS(torch.optim.Optimizer):
         self._prev_grad = torch.empty(n, dtype=ref.dtype, device=ref.device)
         self._t = torch.zeros((), dtype=ref.dtype, device=ref.device)
         self._h_diag = torch.ones((), dtype=ref.dtype, device=ref.device)
+        # Views made once: indexing in the loop would make 6 new view objects per pair.
+        self._s_rows = list(self._old_stps.unbind())
+        self._y_rows = list(self._old_dirs.unbind())
+        self._ro_at = list(self._ro.unbind())
+        self._al_at = list(self._al.unbind())
         self._flat = (torch.empty(n, dtype=ref.dtype, device=ref.device)
                       if not self._in_place() else None)
         self.n_iter = 0  # steps taken (torch's state["n_iter"])
@@ -122,7 +127,7 @@ class CompactLBFGS(torch.optim.Optimizer):
         else:
             slot = self._pairs % m
             self._pairs += 1
-            s, y = self._old_stps[slot], self._old_dirs[slot]
+            s, y = self._s_rows[slot], self._y_rows[slot]
             torch.mul(d, t, out=s)
             torch.sub(g, self._prev_grad, out=y)
             ys = y.dot(s)
@@ -143,11 +148,11 @@ class CompactLBFGS(torch.optim.Optimizer):
         order = [(newest - j) % m for j in range(count)]  # newest first
         q = self._d  # the old direction is in `s` already: its buffer is the scratch
         torch.neg(g, out=q)
-        al, ro = self._al, self._ro
+        al, ro, s, y = self._al_at, self._ro_at, self._s_rows, self._y_rows
         for i in order:
-            torch.mul(self._old_stps[i].dot(q), ro[i], out=al[i])
-            q.addcmul_(self._old_dirs[i], -al[i])
+            torch.mul(s[i].dot(q), ro[i], out=al[i])
+            q.addcmul_(y[i], al[i], value=-1)  # q - al y: -(y al) = y (-al) exactly
         q.mul_(self._h_diag)
         for i in reversed(order):
-            be_i = self._old_dirs[i].dot(q) * ro[i]
-            q.addcmul_(self._old_stps[i], al[i] - be_i)
+            be_i = y[i].dot(q) * ro[i]
+            q.addcmul_(s[i], al[i] - be_i)
