@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from artconv.nets import precision
+
 W2_EPS = 1e-4  # crowsonkb's: keeps the covariances positive definite
 SQRTM_ITERS = 12  # crowsonkb's Newton-Schulz count; errors stay in the tiny eigenvalues
 
@@ -111,20 +113,24 @@ class _Moments(torch.autograd.Function):
     matmul ``(dG + dG^T) F`` gives the gradient. It is written straight into a new tensor
     of the maps' own shape and memory layout (NHWC stays NHWC; not a view), which autograd
     may then take over and add the next layer's gradient to in place, rather than
-    allocating a third full-size map for the sum. For bf16 maps the fp32 copy is kept for
-    the backward rather than converted twice.
+    allocating a third full-size map for the sum. For bf16 maps measured faster widened,
+    the fp32 copy is kept for the backward rather than converted twice.
     """
 
     @staticmethod
     def forward(ctx: Any, maps: torch.Tensor, m: torch.Tensor | None, sums: bool
                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        fw = _wide(maps)
+        # bf16 or widened to fp32: whichever measured faster here (nets.precision); the
+        # sums and the product stay fp32 either way.
+        kind = precision.choose(maps.device, maps.dtype, maps.shape[1], maps[0, 0].numel())
+        fw = maps if kind == precision.BF16 else _wide(maps)
         f = fw.flatten(2)
-        fm = f if m is None else f * m
+        fm = f if m is None else f * m.to(f.dtype)
         ctx.save_for_backward(fw, m)
-        ctx.dtype = maps.dtype
+        ctx.dtype, ctx.kind = maps.dtype, kind
         ctx.set_materialize_grads(False)  # no full-size zeros for an unused output
-        return fm.sum(2) if sums else None, torch.bmm(fm, f.mT)
+        return (fm.sum(2, dtype=torch.promote_types(fm.dtype, torch.float32)) if sums else None,
+                precision.product(fm, f, kind))
 
     @staticmethod
     @once_differentiable
@@ -140,11 +146,11 @@ class _Moments(torch.autograd.Function):
             if d_prod is None:
                 grad.zero_()
             else:
-                torch.bmm(rows, d_prod + d_prod.mT, out=_rows(grad))
+                precision.product_grad(rows, d_prod, ctx.kind, rows=True, out=_rows(grad))
         elif d_prod is None:
             grad = torch.zeros(fw.shape, dtype=fw.dtype, device=fw.device)
         else:
-            grad = torch.bmm(d_prod + d_prod.mT, f).view(fw.shape)
+            grad = precision.product_grad(f, d_prod, ctx.kind).view(fw.shape)
         flat = grad.flatten(2)
         if d_sum is not None:
             flat.add_(d_sum.unsqueeze(-1))

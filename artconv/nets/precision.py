@@ -84,7 +84,7 @@ def product(fm: torch.Tensor, f: torch.Tensor, kind: str) -> torch.Tensor:
     """``fm @ f^T`` of flattened maps (N,C,P) as an fp32 (N,C,C): "fp32" widens both first,
     "bf16" multiplies them as they are (bf16) into an fp32 product where torch can (CUDA)."""
     if kind == FP32 or fm.dtype != torch.bfloat16:
-        return torch.bmm(fm.float(), f.float().mT)
+        return torch.bmm(_wide(fm), _wide(f).mT)
     if fm.is_cuda:
         return torch.bmm(fm, f.mT, out_dtype=torch.float32)
     # The CPU has no bf16 x bf16 -> fp32 matmul in torch: oneDNN rounds the product to
@@ -102,9 +102,14 @@ def product_grad(f: torch.Tensor, d_prod: torch.Tensor, kind: str, *, rows: bool
     if kind == BF16 and f.dtype == torch.bfloat16:
         sym = sym.to(torch.bfloat16)
     else:
-        f = f.float()
+        f = _wide(f)
     a, b = (f, sym) if rows else (sym, f)  # sym is symmetric: rows @ sym = (sym @ F)^T
     return torch.bmm(a, b) if out is None else torch.bmm(a, b, out=out)
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """At least fp32 (float64 maps, as tests use, stay float64)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 def measure_product(kind: str, device: torch.device, dtype: torch.dtype, channels: int,
