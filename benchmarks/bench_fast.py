@@ -71,12 +71,13 @@ def bench_training(args: argparse.Namespace) -> dict[str, Any]:
                         tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
                         preview_every=args.preview_every, checkpoint_every=100)
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
-    started = time.monotonic()
-    first: list[int] = []
+    first: list[tuple[int, float]] = []  # (step, time) of the first step of this run
+    last: list[float] = [0.0]
 
     def until_deadline(step: Any) -> bool:
+        last[0] = time.monotonic()
         if not first:
-            first.append(step.done - 1)
+            first.append((step.done, last[0]))
         if step.done % 20 == 0:
             print(f"step {step.done}: " + "  ".join(f"{k} {v:.4g}" for k, v in
                                                   step.figures.items()), flush=True)
@@ -84,11 +85,13 @@ def bench_training(args: argparse.Namespace) -> dict[str, Any]:
 
     result = train(opts, [str(STYLE)], list_photos(str(TRAIN)), out / "model.safetensors",
                    callback=until_deadline, log=print)
-    wall = time.monotonic() - started
-    steps = result.done - (first[0] if first else result.done)
+    # wall clock between the first and the last step of this run: previews and
+    # checkpoints included, loading the network and the photos not
+    steps = result.done - first[0][0] if first else 0
+    wall = last[0] - first[0][1] if first else 0.0
     row = {"machine": machine(), "load": _load(), "crop": args.crop, "width": args.width,
            "blocks": args.blocks, "batch": args.batch_size, "precision": args.precision,
-           "steps_done": result.done, "steps_this_run": steps,
+           "steps_done": result.done, "steps_timed": steps,
            "steps_per_s": steps / wall if wall > 0 else 0.0,
            "photos_per_s_wall": steps * args.batch_size / wall if wall > 0 else 0.0,
            "photos_per_s_steps": result.photos_per_second, "photos": result.photos,
