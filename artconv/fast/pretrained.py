@@ -24,14 +24,14 @@ import torch
 from artconv.errors import ArtconvError
 from artconv.fast.model import load_model, net_from_state
 from artconv.fast.net import TransformerNet
+from artconv.fast.options import PUBLISHED_MODELS
 from artconv.io.files import atomic_path, url_of
 from artconv.nets.weights import file_digest, read_state_dict
 from artconv.presets import download_image
 
 # pytorch/examples fast_neural_style/download_saved_models.py
 PUBLISHED_ZIP = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
-PUBLISHED = {"candy": "candy.pth", "mosaic": "mosaic.pth",
-             "rain-princess": "rain_princess.pth", "udnie": "udnie.pth"}
+PUBLISHED = {name: f"{name.replace('-', '_')}.pth" for name in PUBLISHED_MODELS}
 PUBLISHED_SOURCE = "https://github.com/pytorch/examples/tree/main/fast_neural_style"
 EXAMPLES_SCALE = 255.0  # pytorch/examples' nets take and give 0-255 pixels
 _STALE = re.compile(r"in\d+\.running_(mean|var)$|\.num_batches_tracked$")

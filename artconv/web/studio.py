@@ -35,6 +35,7 @@ from typing import Any
 from artconv import registry
 from artconv.batch.jobs import Job
 from artconv.errors import ArtconvError
+from artconv.fast.options import PUBLISHED_MODELS
 from artconv.io.files import atomic_write_bytes, url_cache_path, url_of
 from artconv.options import CoreOptions, base_type, literal_choices
 from artconv.presets import Preset, find_preset, is_preset_name, list_presets, options_for
@@ -52,6 +53,7 @@ MAIN_FIELDS = {
     "dream": ("size", "layers", "octaves", "steps", "step_size", "preserve_colors",
               "pooling", "precision", "seed"),
     "features": ("size", "layers", "pooling", "precision", "seed"),
+    "fast": ("model", "size", "preserve_colors", "tile", "precision"),
 }
 # What the sweep view offers first (any other field of the record may be swept too).
 SWEEP_FIELDS = ("style_weight", "style_scale", "style_layers", "layers", "pooling",
@@ -63,7 +65,8 @@ BLOCKED = frozenset({"backbone", "masks", "style_masks", "masks_rest", "guide", 
                      "objective", "frames", "gif", "zoom", "rotate", "similar_to",
                      "pca_shared", "memmap", "device"})
 # Options that take a file path as one of their forms: only the named forms from a browser.
-NAMED_ONLY = {"weights": ("imagenet", "caffe", "random"), "init": ("content", "noise")}
+NAMED_ONLY = {"weights": ("imagenet", "caffe", "random"), "init": ("content", "noise"),
+              "model": PUBLISHED_MODELS}
 IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif",
                   "BMP": ".bmp", "GIF": ".gif"}
 _ID = re.compile(r"[0-9a-f]{16}")
