@@ -115,6 +115,8 @@ class Trainer:
             torch.manual_seed(self.options.seed)
             self.net = TransformerNet(self.options.width, self.options.blocks)
         self.net.to(self.device).train()
+        # what a training step runs: the network itself, or a wrapper of it (DDP on Ray)
+        self.model: torch.nn.Module = self.net
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
         self.rows = (*ROWS, "temporal") if self.temporal_weight else ROWS
         self.callback = callback
@@ -183,10 +185,10 @@ class Trainer:
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
-            y = self.net(x, clamp=False)
+            y = self.model(x, clamp=False)
         rows = self.losses(x, y.float())
         if self.temporal_weight:
-            moved = temporal_loss(self.net, x, y.float(), generator, self.device,
+            moved = temporal_loss(self.model, x, y.float(), generator, self.device,
                                   self.precision)
             rows = torch.cat([rows, self.temporal_weight * moved[None]])
         rows.sum(0).mean().backward()
@@ -264,7 +266,7 @@ def moved(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torc
     return warped, inside.to(images.dtype)
 
 
-def temporal_loss(net: TransformerNet, x: torch.Tensor, y: torch.Tensor,
+def temporal_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                   generator: torch.Generator | None, device: torch.device,
                   precision: str) -> torch.Tensor:
     """(K,): how much the network's output on a moved, noisy copy of each crop differs
@@ -305,7 +307,8 @@ Log = Callable[[str], object]
 
 def train(options: TrainOptions, styles: Sequence[str | Path], images: Sequence[str],
           output: str | Path, *, callback: Callback | None = None, log: Log | None = None,
-          extractor: FeatureExtractor | None = None) -> TrainResult:
+          extractor: FeatureExtractor | None = None,
+          trainer_class: type[Trainer] = Trainer) -> TrainResult:
     """Train a network for `styles` (image files or URLs) on the photos `images` (what
     `data.list_photos` gives) into the model file `output`, resuming from its work folder.
 
@@ -327,7 +330,7 @@ def train(options: TrainOptions, styles: Sequence[str | Path], images: Sequence[
                            + (f"; {len(skipped)} could not be read, e.g. {skipped[0][0]}: "
                               f"{skipped[0][1]}" if skipped else ""))
     train_set, held = photos_mod.split(usable, options.holdout)
-    trainer = Trainer(options, extractor=extractor)
+    trainer = trainer_class(options, extractor=extractor)
     trainer.set_styles(style_images, style_paths)
     opts = trainer.options
     total = opts.total_steps(len(train_set))
