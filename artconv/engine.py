@@ -52,7 +52,7 @@ class Step:
     def label(self) -> str:
         """What a progress display calls this stage."""
         h, w = self.size
-        kind = {"style": "scale", "dream": "octave"}.get(self.engine, "part")
+        kind = {"style": "scale", "dream": "octave", "fast": "pass"}.get(self.engine, "part")
         where = f" {w}x{h}" if h and w else ""
         return f"{self.engine} {kind} {self.stage}/{self.stages}{where}"
 

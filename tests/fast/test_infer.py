@@ -166,3 +166,19 @@ def test_a_batch_loads_no_loss_network_for_it(model, tmp_path):
     assert report.count("done") == 2
     assert runner.stats.get("networks_loaded", 0) == 0
     assert registry.get("fast").network is False
+
+
+def test_a_manifest_style_job_with_a_model_is_a_fast_job(model, tmp_path):
+    from artconv import batch
+
+    photo = make_image(tmp_path / "photo.png", (32, 32))
+    manifest = tmp_path / "jobs.jsonl"
+    manifest.write_text(json.dumps({"engine": "style", "input": photo.name,
+                                    "options": {"model": str(model)}}) + "\n")
+    (job,) = batch.read_manifest(manifest)
+    assert job.engine == "fast" and job.output == str(tmp_path / "photo_fast.png")
+    assert batch.render([job]).count("done") == 1
+    manifest.write_text(json.dumps({"engine": "style", "input": photo.name,
+                                    "styles": [photo.name], "options": {"model": "m"}}) + "\n")
+    with pytest.raises(ArtconvError, match=r"jobs.jsonl:1: 'styles' and option 'model'"):
+        batch.read_manifest(manifest)
