@@ -45,7 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_loss_scale import CONTENT_LAYERS, STYLE_LAYERS, errors  # noqa: E402
-from common import machine, report, time_it  # noqa: E402
+from common import machine, report  # noqa: E402
 
 from artconv.fast.data import list_photos  # noqa: E402
 from artconv.fast.model import load_model  # noqa: E402
@@ -174,7 +174,7 @@ def _infer_child(config: dict[str, Any]) -> dict[str, Any]:
     """One configuration, in this (fresh) process: its seconds and peak RSS."""
     import resource
 
-    from artconv.device import autocast, resolve_device
+    from artconv.device import autocast, resolve_device, synchronize
     from artconv.fast.net import TransformerNet
     from artconv.fast.tiled import tiled_forward
 
@@ -214,8 +214,20 @@ def _infer_child(config: dict[str, Any]) -> dict[str, Any]:
                 else:
                     with autocast(device, precision):
                         net(photo.to(device)).float().cpu()
-    seconds = time_it(once, device, repeats=config["repeats"], warmup=config["warmup"])
-    return {**config, "s": seconds, "peak MB": rss_mb(), "work MB": rss_mb() - base}
+    for _ in range(config["warmup"]):
+        once()
+    wall, cpu = [], []
+    for _ in range(config["repeats"]):
+        synchronize(device)
+        w, c = time.perf_counter(), time.process_time()
+        once()
+        synchronize(device)
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    # With one thread the CPU seconds are the work done whatever else runs on the machine
+    # (wall seconds on a shared machine are mostly other people's load).
+    return {**config, "s": sorted(wall)[len(wall) // 2], "cpu s": sorted(cpu)[len(cpu) // 2],
+            "peak MB": rss_mb(), "work MB": rss_mb() - base}
 
 
 def _photo(size: int) -> torch.Tensor:
@@ -264,15 +276,16 @@ def bench_inference(args: argparse.Namespace) -> list[dict[str, Any]]:
             sys.exit(f"{config}: {done.stderr.strip().splitlines()[-1:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"  {_row_text(rows[-1])}", file=sys.stderr)
+    clock = "cpu s" if args.threads == 1 else "s"  # ratios from the work done, if it can
     for row in rows:  # the goal: a photo in at most half an evaluation
         for net in args.eval_nets:
-            evals = [r["s"] for r in rows if r["kind"] == "evaluation" and r["net"] == net
+            evals = [r[clock] for r in rows if r["kind"] == "evaluation" and r["net"] == net
                      and (r["size"], r["precision"]) == (row["size"], row["precision"])]
-            row[f"x eval {net}"] = row["s"] / evals[0] if evals else None
+            row[f"x eval {net}"] = row[clock] / evals[0] if evals else None
     print(f"# {machine()}; {_load()}")
     print(f"# output of {args.tiled_size} px: {3 * 4 * args.tiled_size ** 2 / 2**20:.0f} MB "
           "fp32 (the tiled run holds the photo and it)")
-    keys = ("kind", "net", "size", "precision", "width", "tile", "s",
+    keys = ("kind", "net", "size", "precision", "width", "tile", "s", "cpu s",
             *[f"x eval {n}" for n in args.eval_nets], "peak MB", "work MB")
     report([{k: r.get(k) for k in keys} for r in rows], as_json=args.json)
     return rows
