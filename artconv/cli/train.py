@@ -70,7 +70,7 @@ def train_command(**kwargs: Any) -> None:
     from artconv.engine import Interrupted
     from artconv.errors import ArtconvError
     from artconv.fast.data import list_photos
-    from artconv.fast.distributed import check_workers, train_on_ray
+    from artconv.fast.distributed import check_workers, train_on_ray, worker_line
     from artconv.fast.train import train
     from artconv.fast.train_options import TrainOptions
     from artconv.presets import resolve_sources
@@ -86,17 +86,17 @@ def train_command(**kwargs: Any) -> None:
         raise ArtconvError(f"--engine {kwargs['engine']}: local or ray")
     if kwargs["engine"] == "ray":
         check_workers(options, kwargs["workers"])  # before Ray starts
+    styles = [str(s) for s in sources.images]
     try:
-        with Progress(quiet=ui.quiet or ui.json) as progress:
-            say = progress.log if not (ui.quiet or ui.json) else None
-            if kwargs["engine"] == "ray":
-                # progress.log cannot travel to a worker; print there shows on this console
-                result = train_on_ray(options, [str(s) for s in sources.images], photos,
-                                      output, workers=kwargs["workers"],
-                                      address=kwargs["address"], log=print if say else None)
-            else:
-                result = train(options, [str(s) for s in sources.images], photos, output,
-                               callback=progress.on_step, log=say)
+        if kwargs["engine"] == "ray":  # no live display: worker 0's lines show on this console
+            result = train_on_ray(options, styles, photos, output, workers=kwargs["workers"],
+                                  address=kwargs["address"],
+                                  log=None if ui.quiet or ui.json else worker_line)
+        else:
+            with Progress(quiet=ui.quiet or ui.json) as progress:
+                say = progress.log if not (ui.quiet or ui.json) else None
+                result = train(options, styles, photos, output, callback=progress.on_step,
+                               log=say)
     except Interrupted:
         console.print(f"interrupted: wrote a checkpoint and the model so far to {output}; "
                       "run the same command to resume", highlight=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,6 +123,13 @@ def _report_only(callback: Callback | None) -> Callback | None:
         callback(step)
 
     return tell
+
+
+def worker_line(line: str) -> None:
+    """A `log` for `train_on_ray` that shows each line once on the driver's console: Ray
+    forwards a worker's standard output, and Ray Train's own `print` would also log it."""
+    sys.__stdout__.write(line + "\n")
+    sys.__stdout__.flush()
 
 
 def _absolute(source: str | Path) -> str:
