@@ -113,12 +113,9 @@ class FastStyle:
             return run.step(pass_, passes, tile, tiles,
                             1 if (pass_, tile) == (passes, tiles) else 0)
 
-        finished = tiled_forward(self.net, photo, self.options.tile, device=self.device,
-                                 out=out, on_tile=on_tile,
-                                 autocast=lambda: autocast(self.device, self.precision))
-        if finished:
-            out.copy_(self._colours(out, photo))
-        return finished
+        return tiled_forward(self.net, photo, self.options.tile, device=self.device, out=out,
+                             on_tile=on_tile, finish=self._colours,
+                             autocast=lambda: autocast(self.device, self.precision))
 
 
 @dataclass

@@ -108,12 +108,16 @@ TileStep = Callable[[int, int, int, int], "bool | None"]
 def tiled_forward(net: TransformerNet, images: torch.Tensor, tile: int, *,
                   out: torch.Tensor, device: torch.device | None = None,
                   on_tile: TileStep | None = None,
-                  autocast: Callable[[], Any] | None = None) -> bool:
+                  autocast: Callable[[], Any] | None = None,
+                  finish: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                  ) -> bool:
     """`net(images)` computed tile by tile with cores of about `tile` px; `images` (N, 3, H, W)
     and the result stay where they are (the CPU for a print), each tile runs on `device`
     (default: the net's). `out` (shaped like `images`) receives the result. `on_tile` is
     called after every tile of every pass (a pass per norm, then the output); returning
-    False stops. True when the result is complete."""
+    False stops. `finish(result, photo)` is applied to each core before it is written (a
+    per-pixel step such as colour preservation, so it needs no image-sized temporaries).
+    True when the result is complete."""
     device = device or next(net.parameters()).device
     _, _, height, width = images.shape
     tiles = tile_grid(height, width, tile, margin=context(net), align=ALIGN)
@@ -147,7 +151,11 @@ def tiled_forward(net: TransformerNet, images: torch.Tensor, tile: int, *,
                 y = run(tile_, k, sums)
                 if y is not None:
                     top, bottom, left, right = tile_.core
-                    out[..., top:bottom, left:right] = tile_.core_of_ext(y).to(out)
+                    y = tile_.core_of_ext(y)
+                    y = y.to(torch.promote_types(y.dtype, torch.float32))  # bf16 -> fp32
+                    if finish is not None:
+                        y = finish(y, images[..., top:bottom, left:right].to(y.device))
+                    out[..., top:bottom, left:right] = y.to(out)
                 if on_tile is not None and on_tile(k + 1, passes, i + 1, len(tiles)) is False:
                     return False
             if sums is not None:

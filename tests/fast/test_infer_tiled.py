@@ -58,3 +58,12 @@ def test_engine_tiled_reports_passes_and_stops_when_asked(tmp_path):
     assert {s.total for s in steps} == {passes * tiles}
     stopped = FastStyle(opts.replace(tile=64)).run(photo, callback=lambda s: s.done < 3)
     assert torch.equal(stopped, photo)  # stopped before any output: the photo comes back
+
+
+def test_tiled_preserves_colours_as_untiled(tmp_path):
+    model = tiny_model(tmp_path / "m.safetensors", width=4, blocks=1)
+    opts = FastOptions(model=str(model), device="cpu", precision="fp32",
+                       preserve_colors="luminance")
+    photo = torch.rand(1, 3, 90, 100, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(FastStyle(opts.replace(tile=64)).run(photo),
+                               FastStyle(opts).run(photo), atol=1e-4, rtol=0)
