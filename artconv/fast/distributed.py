@@ -162,9 +162,13 @@ def train_on_ray(options: TrainOptions, styles: Sequence[str | Path], images: Se
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise ArtconvError(f"--address {address}: cannot join a Ray cluster "
                                f"({str(exc).splitlines()[0]})") from None
-    gpus = ray.cluster_resources().get("GPU", 0)
+    have = ray.cluster_resources()
     use_gpu = options.device.startswith("cuda") or (options.device == "auto"
-                                                    and gpus >= workers)
+                                                    and have.get("GPU", 0) >= workers)
+    kind = "GPU" if use_gpu else "CPU"
+    if have.get(kind, 0) < workers:  # else Ray would wait for them for ever
+        raise ArtconvError(f"--workers {workers}: the Ray cluster has {have.get(kind, 0):g} "
+                           f"{kind}(s); each worker takes one")
     trainer = ray.train.torch.TorchTrainer(
         _worker,
         train_loop_config={"options": options, "styles": [_absolute(s) for s in styles],
@@ -173,7 +177,9 @@ def train_on_ray(options: TrainOptions, styles: Sequence[str | Path], images: Se
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         run_config=ray.train.RunConfig(
             name="ray", storage_path=str(work_folder(output)),
-            failure_config=ray.train.FailureConfig(max_failures=MAX_FAILURES)))
+            failure_config=ray.train.FailureConfig(max_failures=MAX_FAILURES),
+            # Ray Train's own progress lines would bury worker 0's; its warnings still show
+            logging_config=ray.train.LoggingConfig(log_level="WARNING")))
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as exc:
