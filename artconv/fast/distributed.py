@@ -149,19 +149,37 @@ def train_on_ray(options: TrainOptions, styles: Sequence[str | Path], images: Se
     check_workers(options, workers)
     ray = import_ray_train()
     output = Path(_absolute(output))
-    if not ray.is_initialized():
-        quiet = {"logging_level": "WARNING", "configure_logging": True}
-        try:
-            if address == "auto":
-                try:
-                    ray.init(address="auto", **quiet)
-                except ConnectionError:
-                    ray.init(**quiet)
-            else:
-                ray.init(address=address, **quiet)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise ArtconvError(f"--address {address}: cannot join a Ray cluster "
-                               f"({str(exc).splitlines()[0]})") from None
+    started = _connect(ray, address)
+    try:
+        return _fit(ray, options, styles, images, output, workers, callback, log)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _connect(ray: Any, address: str) -> bool:
+    """Join the cluster (as `artconv batch --engine ray` does); True when this call started
+    Ray, and so must shut it down."""
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": "WARNING", "configure_logging": True}
+    try:
+        if address == "auto":
+            try:
+                ray.init(address="auto", **quiet)
+            except ConnectionError:
+                ray.init(**quiet)
+        else:
+            ray.init(address=address, **quiet)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise ArtconvError(f"--address {address}: cannot join a Ray cluster "
+                           f"({str(exc).splitlines()[0]})") from None
+    return True
+
+
+def _fit(ray: Any, options: TrainOptions, styles: Sequence[str | Path], images: Sequence[str],
+         output: Path, workers: int, callback: Callback | None, log: Log | None
+         ) -> TrainResult:
     have = ray.cluster_resources()
     use_gpu = options.device.startswith("cuda") or (options.device == "auto"
                                                     and have.get("GPU", 0) >= workers)
@@ -169,6 +187,8 @@ def train_on_ray(options: TrainOptions, styles: Sequence[str | Path], images: Se
     if have.get(kind, 0) < workers:  # else Ray would wait for them for ever
         raise ArtconvError(f"--workers {workers}: the Ray cluster has {have.get(kind, 0):g} "
                            f"{kind}(s); each worker takes one")
+    folder = work_folder(output)
+    fresh = not folder.exists()
     trainer = ray.train.torch.TorchTrainer(
         _worker,
         train_loop_config={"options": options, "styles": [_absolute(s) for s in styles],
@@ -176,13 +196,16 @@ def train_on_ray(options: TrainOptions, styles: Sequence[str | Path], images: Se
                            "callback": callback, "log": log},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         run_config=ray.train.RunConfig(
-            name="ray", storage_path=str(work_folder(output)),
+            # Ray Train checks that every worker sees this folder: the work folder must be
+            # shared anyway
+            name="ray", storage_path=str(folder),
             failure_config=ray.train.FailureConfig(max_failures=MAX_FAILURES),
             # Ray Train's own progress lines would bury worker 0's; its warnings still show
             logging_config=ray.train.LoggingConfig(log_level="WARNING")))
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as exc:
+        _tidy(folder, fresh)
         failures = getattr(exc, "worker_failures", {}) or {}
         first = next(iter(failures.values()), exc)
         line = str(first).strip().splitlines()
@@ -191,5 +214,13 @@ def train_on_ray(options: TrainOptions, styles: Sequence[str | Path], images: Se
                            "command to resume from the last checkpoint") from None
     value = result.return_value
     if isinstance(value, ArtconvError):
+        _tidy(folder, fresh)
         raise value
     return value
+
+
+def _tidy(folder: Path, fresh: bool) -> None:
+    """After a refusal nothing is left behind: a work folder this run made (for Ray's run
+    records) goes when no checkpoint was written into it."""
+    if fresh and not (folder / CHECKPOINT).exists():
+        shutil.rmtree(folder, ignore_errors=True)

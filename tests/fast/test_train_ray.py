@@ -126,6 +126,13 @@ def test_two_workers_train_what_one_process_trains(setup, single, ray_address, c
     assert code == 2 and len(ours(err)) == 1, err
     assert "other --lr: 0.001 (now 0.01)" in err
     assert (folder / "checkpoint.pt").read_bytes() == before
+    # ... and a fresh run refused there leaves no work folder (nor Ray's records) behind
+    poem = tmp / "poem.txt"
+    poem.write_text("a poem, not a painting")
+    code, _, err = run_cli(cli_args(opts, poem, tmp, tmp / "fresh.safetensors") + [
+        "--engine", "ray", "--address", ray_address], capsys)
+    assert code == 2 and len(ours(err)) == 1 and "poem.txt: not an image file" in err, err
+    assert not (tmp / "fresh.safetensors.train").exists()
     # more workers than the cluster's CPUs is one line, not a wait for ever
     code, _, err = run_cli(cli_args(opts, style, tmp, output) + [
         "--engine", "ray", "--address", ray_address, "--workers", "4"], capsys)
