@@ -88,6 +88,9 @@ class TrainOptions(CoreOptions):
         if self.steps is not None and self.epochs is not None:
             raise ArtconvError("--steps and --epochs: give one of them")
         check_loss_fields(self)
+        if self.seamless:
+            raise ArtconvError("--seamless: not for training (a trained network pads by "
+                               "reflection; its outputs do not tile)")
         self.temporal()  # a bad --temporal-weight fails here, with the others
 
     # -- derived ---------------------------------------------------------------------------

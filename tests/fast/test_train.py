@@ -183,6 +183,7 @@ def test_bad_input_is_one_line_and_writes_nothing(setup, capsys):
         (cli_args(opts, style, tmp, out)[:3] + [str(junk)] + cli_args(opts, style, tmp, out)[4:],
          "--images: 0 usable photo(s) of 3 (at least 2 needed); 3 could not be read, e.g. "),
         (cli_args(opts, style, tmp, out) + ["--epochs", "2"], "--steps and --epochs: give one"),
+        (cli_args(opts, style, tmp, out) + ["--seamless"], "--seamless: not for training"),
         (cli_args(opts, style, tmp, tmp / "m.pt"), "a model file ends in .safetensors"),
         (cli_args(opts, style, tmp, style.with_suffix(".safetensors")) + [
             "--images", str(style.with_suffix(".safetensors"))], "is an input file"),
