@@ -56,7 +56,7 @@ def ray_parameters() -> list[inspect.Parameter]:
     return [
         inspect.Parameter("engine", kw, annotation=str, default=typer.Option(
             "local", "--engine", help="local: this process; ray: data-parallel on a Ray "
-            "cluster (pip install \"artconv[ray]\"), the global batch is --batch-size.")),
+            "cluster (pip install \"artconv\\[ray]\"), the global batch is --batch-size.")),
         inspect.Parameter("workers", kw, annotation=int, default=typer.Option(
             2, "--workers", min=1, help="Ray: training workers (one CPU, or one GPU each when "
             "the cluster has them); must divide --batch-size.")),
