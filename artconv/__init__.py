@@ -30,11 +30,14 @@ _EXPORTS = {
     "Dreamer": "artconv.deepdream.engine",
     "pixel_features": "artconv.features.engine",
     "FeatureOptions": "artconv.features.options",
+    "FastStyle": "artconv.fast.engine",
+    "FastOptions": "artconv.fast.options",
 }
 
 __all__ = [
-    "ArtconvError", "ArtconvWarning", "Backbone", "DreamOptions", "Dreamer", "FeatureExtractor",
-    "FeatureOptions", "StyleOptions", "StyleTransfer", "__version__", "dream", "dream_frames",
+    "ArtconvError", "ArtconvWarning", "Backbone", "DreamOptions", "Dreamer", "FastOptions",
+    "FastStyle", "FeatureExtractor", "FeatureOptions", "StyleOptions", "StyleTransfer",
+    "__version__", "dream", "dream_frames",
     "load_image", "pixel_features", "read_recipe", "save_image", "stylize",
 ]
 
@@ -43,6 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from artconv.deepdream.engine import Dreamer, DreamOptions, dream
     from artconv.deepdream.zoom import dream_frames
     from artconv.errors import ArtconvError
+    from artconv.fast.engine import FastStyle
+    from artconv.fast.options import FastOptions
     from artconv.features import FeatureOptions, pixel_features
     from artconv.io.images import load_image, read_recipe, save_image
     from artconv.nets.extractor import Backbone, FeatureExtractor

@@ -68,7 +68,7 @@ class Step:
     def label(self) -> str:
         """What a progress display calls this stage."""
         h, w = self.size
-        kind = {"style": "scale", "dream": "octave"}.get(self.engine, "part")
+        kind = {"style": "scale", "dream": "octave", "fast": "pass"}.get(self.engine, "part")
         where = f" {w}x{h}" if h and w else ""
         if self.tiles:
             return f"  step {self.step}/{self.steps} tiles (pass {self.tile_pass}/2)"

@@ -94,6 +94,18 @@ class Job:
                                f"got {engine!r}")
         if "input" not in data:
             raise ArtconvError(f"{source}: missing 'input'")
+        given = data.get("options", {})
+        if isinstance(given, Mapping):  # a style job with "model" is a fast one (registry)
+            try:
+                routed = registry.route(engine, {str(k).replace("-", "_"): v
+                                                 for k, v in given.items()})[0]
+            except ArtconvError as exc:
+                raise option_error(source, exc) from None
+            if routed != engine and data.get("styles"):
+                raise ArtconvError(f"{source}: 'styles' and option "
+                                   f"'{registry.get(routed).via[1]}': the model is the "
+                                   "style; give one of them")
+            engine = routed
         styles = data.get("styles", ())
         styles = (styles,) if isinstance(styles, str) else styles
         if not isinstance(styles, list | tuple) or not all(isinstance(s, str) for s in styles):

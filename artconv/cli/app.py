@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from artconv._version import __version__
-from artconv.cli import batch, core, dream, features, serve, style, train, video
+from artconv.cli import batch, core, dream, export, features, serve, style, train, video
 from artconv.cli.common import state
 
 app = typer.Typer(
@@ -14,7 +14,7 @@ app = typer.Typer(
     help="Deep Dream, neural style transfer and per-pixel features from named VGG layers.")
 
 # Each registers its commands; none imports torch (engines load inside the commands).
-COMMAND_MODULES = (core, style, dream, features, batch, serve, video, train)
+COMMAND_MODULES = (core, style, dream, features, batch, serve, video, train, export)
 
 
 def _version(value: bool) -> None:

@@ -12,8 +12,10 @@ from rich.table import Table
 from artconv import registry
 from artconv.batch.options import BatchOptions
 from artconv.cli.common import Ui, command, console, option_parameters, split_options, ui_parameters
+from artconv.cli.style import routed_parameters
 from artconv.cli.video import video_parameters
 from artconv.errors import ArtconvError
+from artconv.options import flag
 
 # What `artconv batch ENGINE --help` says (an engine without a line here gets its summary).
 ENGINE_HELP = {
@@ -25,6 +27,7 @@ ENGINE_HELP = {
 
 def _batch_command(engine: str):
     spec = registry.get(engine)
+    routed = routed_parameters(engine)
 
     def run(**kwargs: Any) -> None:
         from artconv import batch
@@ -37,11 +40,19 @@ def _batch_command(engine: str):
         preset = kwargs.pop("preset")
         bopts = BatchOptions.from_dict(
             {k: v for k, v in split_options(BatchOptions, kwargs).items() if v is not None})
-        options = options_for(engine, preset, split_options(spec.options, kwargs))
-        jobs = batch.plan(engine, inputs, styles=styles, out_dir=bopts.out_dir,
+        # `batch style --model M`: the engine the registry routes it to (the fast engine)
+        given = split_options(spec.options, kwargs)
+        given.update({p.name: kwargs.pop(p.name) for p in routed
+                      if kwargs.get(p.name) is not None})
+        name, values = registry.route(engine, given)
+        if name != engine and styles:
+            raise ArtconvError(f"--styles and {flag(registry.get(name).via[1])}: the model "
+                               "is the style; give one of them")
+        options = options_for(name, preset, values)
+        jobs = batch.plan(name, inputs, styles=styles, out_dir=bopts.out_dir,
                           template=bopts.template, blend=blend)
         jobs = _with_clip_flags(jobs, kwargs)
-        _execute(jobs, {engine: options}, bopts, ui, inputs=_preset_files(preset))
+        _execute(jobs, {name: options}, bopts, ui, inputs=_preset_files(preset))
 
     params = [inspect.Parameter("inputs", inspect.Parameter.KEYWORD_ONLY,
                                 annotation=list[str],
@@ -51,16 +62,16 @@ def _batch_command(engine: str):
         params += [
             inspect.Parameter("styles", inspect.Parameter.KEYWORD_ONLY,
                               annotation=Optional[str],  # noqa: UP045
-                              default=typer.Option(..., "--styles",
+                              default=typer.Option(None, "--styles",
                                                    help="Comma-separated style images or "
-                                                        "style presets.")),
+                                                        "style presets (none with --model).")),
             inspect.Parameter("blend_styles", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                               default=typer.Option(False, "--blend-styles",
                                                    help="One job per input with all styles "
                                                         "blended (see --blend).")),
         ]
     params += option_parameters(BatchOptions)
-    params += ui_parameters() + option_parameters(spec.options)
+    params += ui_parameters() + option_parameters(spec.options) + routed
     if spec.takes_clips:  # a clip, a frames folder or glob is one job each
         params += video_parameters(partial=False)
     return run, params
@@ -175,8 +186,11 @@ def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui,
 
 
 def _summary(report: Any) -> None:
-    table = Table(title=f"batch: {report.count('done')} done, {report.count('skipped')} "
-                        f"skipped, {report.count('failed')} failed in {report.seconds:.1f} s",
+    done = report.count("done")
+    rate = f" ({done / report.seconds:.2f} per second)" if done and report.seconds else ""
+    table = Table(title=f"batch: {done} done, {report.count('skipped')} "
+                        f"skipped, {report.count('failed')} failed in {report.seconds:.1f} s"
+                        + rate,
                   title_justify="left")
     for col in ("output", "status", "time", "reason"):
         table.add_column(col, overflow="fold")

@@ -111,7 +111,8 @@ def _max_twin(opts: CoreOptions):
 
 def recipe(path: Path = typer.Argument(
         ..., help="An output artconv wrote: an image, a feature array (.npy, .npz, .pt, "
-        ".safetensors), a clip (.mp4 ...: its sidecar, or while it is unfinished its work "
+        ".safetensors), a trained style model (.safetensors: how it was trained), a clip "
+        "(.mp4 ...: its sidecar, or while it is unfinished its work "
         "folder's last frame), a folder of frames, or a .json sidecar.")) -> None:
     """Print the recipe (options, seed, weights, versions) stored with an output."""
     from artconv.io.recipe import read_any_recipe

@@ -39,14 +39,14 @@ HELP = ("Neural style transfer: paint CONTENT in the style of STYLE image(s) or 
         "fraction of a second. Ctrl-C saves the current image and exits with 130.")
 
 
-def routed_parameters(exclude: type) -> list[inspect.Parameter]:
-    """The flags of the engines routed from `style` (registry `via`: the fast engine's
-    --model, --per-pass) that `exclude`'s record does not have already."""
+def routed_parameters(engine: str) -> list[inspect.Parameter]:
+    """The flags of the engines routed from `engine` (registry `via`: the fast engine's
+    --model and --per-pass for style) that `engine`'s own record does not have already."""
     from artconv import registry
 
-    have = {f.name for f in dataclasses.fields(exclude)}
+    have = {f.name for f in dataclasses.fields(registry.options_class(engine))}
     params: list[inspect.Parameter] = []
-    for spec in registry.routed("style"):
+    for spec in registry.routed(engine):
         params += option_parameters(spec.options, exclude=tuple(
             f.name for f in dataclasses.fields(spec.options) if f.name in have))
     return params
@@ -76,7 +76,7 @@ def _parameters() -> list[inspect.Parameter]:
                                     "start after the last such scale an earlier run left.")),
         *ui_parameters(),
         *option_parameters(StyleOptions),
-        *routed_parameters(StyleOptions),
+        *routed_parameters("style"),
         *video_parameters(),
     ]
 
@@ -88,7 +88,7 @@ def style_command(**kwargs: Any) -> None:
 
     clip_options, partial = pop_video(kwargs)
     # the routed engines' own flags (--model, --per-pass); shared ones are StyleOptions'
-    own = {p.name for p in routed_parameters(StyleOptions)}
+    own = {p.name for p in routed_parameters("style")}
     given = {k: kwargs.pop(k) for k in own if kwargs.get(k) is not None}
     for k in own:
         kwargs.pop(k, None)

@@ -45,12 +45,32 @@ def _parameters() -> list[inspect.Parameter]:
                                    "loss curve, preview sheet) is OUTPUT.train/.")),
         *[p for p in ui_parameters() if p.name != "preset"],
         *option_parameters(TrainOptions),
+        *ray_parameters(),
+    ]
+
+
+def ray_parameters() -> list[inspect.Parameter]:
+    """--engine/--workers/--address: where the run trains (`artconv.fast.distributed`); not
+    options of the run, so a run may resume on another engine."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("engine", kw, annotation=str, default=typer.Option(
+            "local", "--engine", help="local: this process; ray: data-parallel on a Ray "
+            "cluster (pip install \"artconv\\[ray]\"), the global batch is --batch-size.")),
+        inspect.Parameter("workers", kw, annotation=int, default=typer.Option(
+            2, "--workers", min=1, help="Ray: training workers (one CPU, or one GPU each when "
+            "the cluster has them); must divide --batch-size.")),
+        inspect.Parameter("address", kw, annotation=str, default=typer.Option(
+            "auto", "--address", help="Ray cluster address: auto (a running cluster, else a "
+            "new local one) or HOST:PORT.")),
     ]
 
 
 def train_command(**kwargs: Any) -> None:
     from artconv.engine import Interrupted
+    from artconv.errors import ArtconvError
     from artconv.fast.data import list_photos
+    from artconv.fast.distributed import check_workers, train_on_ray, worker_line
     from artconv.fast.train import train
     from artconv.fast.train_options import TrainOptions
     from artconv.presets import resolve_sources
@@ -62,11 +82,21 @@ def train_command(**kwargs: Any) -> None:
     sources = resolve_sources(kwargs["styles"], "style")
     output = kwargs["output"] or Path.cwd() / ("_".join(sources.names) + ".safetensors")
     photos = list_photos(kwargs["images"])
+    if kwargs["engine"] not in ("local", "ray"):
+        raise ArtconvError(f"--engine {kwargs['engine']}: local or ray")
+    if kwargs["engine"] == "ray":
+        check_workers(options, kwargs["workers"])  # before Ray starts
+    styles = [str(s) for s in sources.images]
     try:
-        with Progress(quiet=ui.quiet or ui.json) as progress:
-            say = progress.log if not (ui.quiet or ui.json) else None
-            result = train(options, [str(s) for s in sources.images], photos, output,
-                           callback=progress.on_step, log=say)
+        if kwargs["engine"] == "ray":  # no live display: worker 0's lines show on this console
+            result = train_on_ray(options, styles, photos, output, workers=kwargs["workers"],
+                                  address=kwargs["address"],
+                                  log=None if ui.quiet or ui.json else worker_line)
+        else:
+            with Progress(quiet=ui.quiet or ui.json) as progress:
+                say = progress.log if not (ui.quiet or ui.json) else None
+                result = train(options, styles, photos, output, callback=progress.on_step,
+                               log=say)
     except Interrupted:
         console.print(f"interrupted: wrote a checkpoint and the model so far to {output}; "
                       "run the same command to resume", highlight=False)

@@ -75,7 +75,7 @@ class FastStyle:
         try:
             if self.options.tile:
                 for k in range(count):
-                    if not self._tiled(run, k, count):
+                    if not self._tiled(run, photos[k:k + 1], k, count):
                         break
             else:
                 run.total = math.ceil(count / per)
@@ -101,9 +101,10 @@ class FastStyle:
             return color.with_luminance(color.luminance(y), photo).clamp(0, 1)
         return y
 
-    def _tiled(self, run: _Run, k: int, count: int) -> bool:
-        """Photo `k` tile by tile (`artconv.fast.tiled`); False when a callback stopped."""
-        photo, out = run.result[k:k + 1].clone(), run.result[k:k + 1]
+    def _tiled(self, run: _Run, photo: torch.Tensor, k: int, count: int) -> bool:
+        """Photo `k` tile by tile (`artconv.fast.tiled`) into its place in the result, which
+        with the photo is all that is image-sized; False when a callback stopped."""
+        out = run.result[k:k + 1]
 
         def on_tile(pass_: int, passes: int, tile: int, tiles: int) -> bool:
             run.total = count * passes * tiles
@@ -112,12 +113,9 @@ class FastStyle:
             return run.step(pass_, passes, tile, tiles,
                             1 if (pass_, tile) == (passes, tiles) else 0)
 
-        finished = tiled_forward(self.net, photo, self.options.tile, device=self.device,
-                                 out=out, on_tile=on_tile,
-                                 autocast=lambda: autocast(self.device, self.precision))
-        if finished:
-            out.copy_(self._colours(out, photo))
-        return finished
+        return tiled_forward(self.net, photo, self.options.tile, device=self.device, out=out,
+                             on_tile=on_tile, finish=self._colours,
+                             autocast=lambda: autocast(self.device, self.precision))
 
 
 @dataclass

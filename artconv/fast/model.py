@@ -20,7 +20,6 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-import artconv
 from artconv.errors import ArtconvError
 from artconv.fast.net import TransformerNet
 from artconv.io.files import atomic_path, check_regular_file
@@ -112,8 +111,8 @@ def _header(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
                            "entry is garbled)") from None
     if fmt > FORMAT:
         raise ArtconvError(f"{path}: made by a newer artconv (model format {fmt}; this "
-                           f"artconv {artconv.__version__} reads format {FORMAT} and older): "
-                           "upgrade artconv to use it")
+                           f"artconv reads format {FORMAT} and older): upgrade artconv to "
+                           "use it")
     if header.get("net") != NET_NAME or not all(k in header for k in ("width", "blocks")):
         raise ArtconvError(f"{path}: not an artconv style model (network "
                            f"{header.get('net')!r}, expected {NET_NAME} with width and blocks)")

@@ -26,6 +26,11 @@ NormFn = Callable[[nn.InstanceNorm2d, torch.Tensor], torch.Tensor]
 
 
 def own_statistics(module: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """The map's own statistics. Under bf16 autocast the convolutions run in bf16 but the
+    norm in fp32: bf16 means and variances over a whole image shift colours visibly."""
+    if x.dtype in (torch.bfloat16, torch.float16):
+        with torch.autocast(x.device.type, enabled=False):
+            return module(x.float())
     return module(x)
 
 

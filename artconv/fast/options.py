@@ -14,6 +14,9 @@ from typing import Literal
 from artconv.errors import ArtconvError
 from artconv.options import CoreOptions, opt
 
+# pytorch/examples' published models, by name (`artconv.fast.pretrained` fetches them).
+PUBLISHED_MODELS = ("candy", "mosaic", "rain-princess", "udnie")
+
 
 def _hidden(default: object) -> object:
     return opt(default, "Not used by a trained network.", cli=False)

@@ -8,7 +8,7 @@ instance norms, which newer InstanceNorm2d has no use for; they are dropped, as
 pytorch/examples' own loader does.
 
 A published model's name downloads the zip once into the cache (as the painting presets'
-images are, `artconv.presets.download_image`) and takes its member out beside it.
+images are: `artconv.io.files.download`) and takes its member out beside it.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import torch
 from artconv.errors import ArtconvError
 from artconv.fast.model import load_model, net_from_state
 from artconv.fast.net import TransformerNet
-from artconv.io.files import atomic_path, url_of
-from artconv.nets.weights import file_digest, read_state_dict
-from artconv.presets import download_image
+from artconv.fast.options import PUBLISHED_MODELS
+from artconv.io.files import atomic_path, download, url_of
+from artconv.nets.weights import read_state_dict
+from artconv.outputs import file_sha256
 
 # pytorch/examples fast_neural_style/download_saved_models.py
 PUBLISHED_ZIP = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
-PUBLISHED = {"candy": "candy.pth", "mosaic": "mosaic.pth",
-             "rain-princess": "rain_princess.pth", "udnie": "udnie.pth"}
+PUBLISHED = {name: f"{name.replace('-', '_')}.pth" for name in PUBLISHED_MODELS}
 PUBLISHED_SOURCE = "https://github.com/pytorch/examples/tree/main/fast_neural_style"
 EXAMPLES_SCALE = 255.0  # pytorch/examples' nets take and give 0-255 pixels
 _STALE = re.compile(r"in\d+\.running_(mean|var)$|\.num_batches_tracked$")
@@ -67,7 +67,7 @@ def open_model(spec: str | Path, device: str | torch.device = "cpu") -> Model:
         net = net.to(device).eval()
     else:
         net, recipe = load_model(path, device)
-    return Model(net, recipe, path, file_digest(path), name)
+    return Model(net, recipe, path, file_sha256(path), name)
 
 
 def _local(name: str) -> Path:
@@ -76,7 +76,7 @@ def _local(name: str) -> Path:
         return path
     url = url_of(name)
     if url is not None:
-        return download_image(url)
+        return download(url)
     if name in PUBLISHED:
         return published_file(name)
     if path.suffix or path.parent != Path():
@@ -87,7 +87,7 @@ def _local(name: str) -> Path:
 
 def published_file(name: str) -> Path:
     """The .pth of the published model `name`, from the cached zip (fetched once)."""
-    archive = download_image(PUBLISHED_ZIP)
+    archive = download(PUBLISHED_ZIP)
     member = PUBLISHED[name]
     dst = archive.with_name(f"{archive.stem}-{member}")
     if dst.is_file():

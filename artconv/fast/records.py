@@ -17,7 +17,7 @@ from artconv.io.images import save_image
 from artconv.io.sheet import contact_sheet
 
 SHEET_COLUMNS = 8  # previews shown: the first, the last and evenly spaced ones between
-SMOOTH = 0.98  # the curve's moving average (per step)
+SMOOTH_POINTS = 50  # the curve's moving average spans about 1/50 of the steps shown
 _PLOT = (900, 420)
 _MARGIN = (64, 16, 24, 36)  # left, top, right, bottom
 _COLOURS = {"loss": (40, 40, 40), "content": (31, 119, 180), "style": (214, 39, 40),
@@ -85,11 +85,13 @@ def draw_curve(path: Path, columns: Sequence[str], history: torch.Tensor) -> Pat
 
 
 def _smoothed(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Bias-corrected exponential moving average (as Adam's moments), in log space."""
+    """Bias-corrected exponential moving average (as Adam's moments) in log space, over
+    about 1/SMOOTH_POINTS of the points: a short run's curve does not lag behind."""
+    decay = 1 - 1 / max(1.0, len(points) / SMOOTH_POINTS)
     out, avg, weight = [], 0.0, 0.0
     for s, v in points:
-        avg = SMOOTH * avg + (1 - SMOOTH) * math.log(v)
-        weight = SMOOTH * weight + (1 - SMOOTH)
+        avg = decay * avg + (1 - decay) * math.log(v)
+        weight = decay * weight + (1 - decay)
         out.append((s, math.exp(avg / weight)))
     return out
 

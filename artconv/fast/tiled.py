@@ -35,14 +35,15 @@ _SUMS = torch.float64
 
 def context(net: TransformerNet) -> int:
     """Px of context a tile needs around its core for the core to come out exactly as in the
-    whole image: the receptive field's radius, each stage's reach times its stride plus the
-    pixels a stride-2 step or a 2x upsampling may round by, up to the stride grid."""
+    whole image: the receptive field's radius (each stage's reach times its stride, plus
+    the pixels a stride-2 step or a 2x upsampling may round by), up to the stride grid."""
     reach = (4 + 1 + 1  # conv1 9x9; conv2 3x3 stride 2 and its rounding
              + 2 * 1 + 2  # conv3 at half size, rounding
              + 4 * 2 * net.blocks  # two 3x3 convs per residual block at a quarter
              + 4 + 2 * 1  # deconv1: upsampling from a quarter, 3x3 at half
              + 2 + 1 + 4)  # deconv2: upsampling from half, 3x3; deconv3 9x9
-    return math.ceil((reach + ALIGN) / ALIGN) * ALIGN  # one grid step of margin
+    # An upper bound: measured in float64, 5 blocks are exact from 56 px, 1 block from 24.
+    return math.ceil(reach / ALIGN) * ALIGN
 
 
 class _Reached(Exception):
@@ -52,7 +53,7 @@ class _Reached(Exception):
 
 @dataclass
 class Stats:
-    """One norm's per-image, per-channel statistics over the whole image (N, C)."""
+    """One norm's per-image, per-channel statistics over the whole image (N, C), float64."""
 
     mean: torch.Tensor
     var: torch.Tensor
@@ -75,15 +76,16 @@ class _Sums:
         assert self.s is not None and self.ss is not None
         mean = self.s / self.n
         var = (self.ss / self.n - mean * mean).clamp_min(0)  # biased, as InstanceNorm2d's
-        return Stats(mean.float(), var.float())
+        return Stats(mean, var)
 
 
 def normalise(module: nn.InstanceNorm2d, x: torch.Tensor, stats: Stats) -> torch.Tensor:
     """InstanceNorm2d's arithmetic with statistics given instead of the map's own."""
+    dtype = torch.promote_types(x.dtype, torch.float32)  # bf16 under autocast: in fp32
     shape = (*stats.mean.shape, 1, 1)
-    mean = stats.mean.to(x.device).view(shape)
-    inv = torch.rsqrt(stats.var.to(x.device).view(shape) + module.eps)
-    y = (x.float() - mean) * inv
+    mean = stats.mean.to(x.device, dtype).view(shape)
+    inv = torch.rsqrt(stats.var.to(x.device, dtype).view(shape) + module.eps)
+    y = (x.to(dtype) - mean) * inv
     if module.affine:
         y = y * module.weight.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)
     return y
@@ -106,12 +108,16 @@ TileStep = Callable[[int, int, int, int], "bool | None"]
 def tiled_forward(net: TransformerNet, images: torch.Tensor, tile: int, *,
                   out: torch.Tensor, device: torch.device | None = None,
                   on_tile: TileStep | None = None,
-                  autocast: Callable[[], Any] | None = None) -> bool:
+                  autocast: Callable[[], Any] | None = None,
+                  finish: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                  ) -> bool:
     """`net(images)` computed tile by tile with cores of about `tile` px; `images` (N, 3, H, W)
     and the result stay where they are (the CPU for a print), each tile runs on `device`
     (default: the net's). `out` (shaped like `images`) receives the result. `on_tile` is
     called after every tile of every pass (a pass per norm, then the output); returning
-    False stops. True when the result is complete."""
+    False stops. `finish(result, photo)` is applied to each core before it is written (a
+    per-pixel step such as colour preservation, so it needs no image-sized temporaries).
+    True when the result is complete."""
     device = device or next(net.parameters()).device
     _, _, height, width = images.shape
     tiles = tile_grid(height, width, tile, margin=context(net), align=ALIGN)
@@ -145,7 +151,11 @@ def tiled_forward(net: TransformerNet, images: torch.Tensor, tile: int, *,
                 y = run(tile_, k, sums)
                 if y is not None:
                     top, bottom, left, right = tile_.core
-                    out[..., top:bottom, left:right] = tile_.core_of_ext(y).to(out)
+                    y = tile_.core_of_ext(y)
+                    y = y.to(torch.promote_types(y.dtype, torch.float32))  # bf16 -> fp32
+                    if finish is not None:
+                        y = finish(y, images[..., top:bottom, left:right].to(y.device))
+                    out[..., top:bottom, left:right] = y.to(out)
                 if on_tile is not None and on_tile(k + 1, passes, i + 1, len(tiles)) is False:
                     return False
             if sums is not None:

@@ -53,16 +53,14 @@ from artconv.fast.checkpoint import (
 from artconv.fast.model import save_model
 from artconv.fast.net import TransformerNet
 from artconv.fast.train_options import SCALE_JITTER, TrainOptions
-from artconv.io.files import url_of
+from artconv.io.files import download, url_of
 from artconv.io.images import fit_longest, load_image
 from artconv.io.recipe import make_recipe
 from artconv.losses import functional as lf
 from artconv.losses import terms
 from artconv.losses.weights import resolve_weights, weights_kind
 from artconv.nets.extractor import FeatureExtractor
-from artconv.nets.weights import file_digest
-from artconv.outputs import check_write_paths, sweep_temporaries
-from artconv.presets import download_image
+from artconv.outputs import check_write_paths, file_sha256, sweep_temporaries
 
 # (content, style, tv) weights with --loss-scale auto (the default), chosen for training
 # (README: the measurements behind them); TV is on pixels, as in the style engine. With
@@ -77,7 +75,9 @@ TRAIN_WEIGHTS: dict[str, tuple[float, float, float]] = {
 # by up to MOTION_ZOOM either way, plus Gaussian noise of MOTION_NOISE: what two frames of
 # a handheld 25-30 fps clip differ by, and what camera noise and compression add.
 MOTION_SHIFT, MOTION_TURN, MOTION_ZOOM, MOTION_NOISE = 0.02, 1.0, 0.02, 0.02
-TEMPORAL_AUTO = 0.5  # --temporal-weight auto (README: how it was chosen)
+# --temporal-weight auto: on Tiny Darknet (150 steps, 128 px crops; benchmarks/README.md)
+# 0.05 made the network 2.3x steadier for 17 % more style error; 0.5 6.5x for 50 % more.
+TEMPORAL_AUTO = 0.05
 ROWS = ("content", "style", "tv")
 PREVIEWS = 4  # photos in the preview sheet when none could be held out
 
@@ -115,6 +115,8 @@ class Trainer:
             torch.manual_seed(self.options.seed)
             self.net = TransformerNet(self.options.width, self.options.blocks)
         self.net.to(self.device).train()
+        # what a training step runs: the network itself, or a wrapper of it (DDP on Ray)
+        self.model: torch.nn.Module = self.net
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
         self.rows = (*ROWS, "temporal") if self.temporal_weight else ROWS
         self.callback = callback
@@ -183,10 +185,10 @@ class Trainer:
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
-            y = self.net(x, clamp=False)
+            y = self.model(x, clamp=False)
         rows = self.losses(x, y.float())
         if self.temporal_weight:
-            moved = temporal_loss(self.net, x, y.float(), generator, self.device,
+            moved = temporal_loss(self.model, x, y.float(), generator, self.device,
                                   self.precision)
             rows = torch.cat([rows, self.temporal_weight * moved[None]])
         rows.sum(0).mean().backward()
@@ -264,7 +266,7 @@ def moved(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torc
     return warped, inside.to(images.dtype)
 
 
-def temporal_loss(net: TransformerNet, x: torch.Tensor, y: torch.Tensor,
+def temporal_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                   generator: torch.Generator | None, device: torch.device,
                   precision: str) -> torch.Tensor:
     """(K,): how much the network's output on a moved, noisy copy of each crop differs
@@ -305,7 +307,8 @@ Log = Callable[[str], object]
 
 def train(options: TrainOptions, styles: Sequence[str | Path], images: Sequence[str],
           output: str | Path, *, callback: Callback | None = None, log: Log | None = None,
-          extractor: FeatureExtractor | None = None) -> TrainResult:
+          extractor: FeatureExtractor | None = None,
+          trainer_class: type[Trainer] = Trainer) -> TrainResult:
     """Train a network for `styles` (image files or URLs) on the photos `images` (what
     `data.list_photos` gives) into the model file `output`, resuming from its work folder.
 
@@ -327,7 +330,7 @@ def train(options: TrainOptions, styles: Sequence[str | Path], images: Sequence[
                            + (f"; {len(skipped)} could not be read, e.g. {skipped[0][0]}: "
                               f"{skipped[0][1]}" if skipped else ""))
     train_set, held = photos_mod.split(usable, options.holdout)
-    trainer = Trainer(options, extractor=extractor)
+    trainer = trainer_class(options, extractor=extractor)
     trainer.set_styles(style_images, style_paths)
     opts = trainer.options
     total = opts.total_steps(len(train_set))
@@ -400,7 +403,7 @@ def _check_paths(output: Path, folder: Path, styles: Sequence[str],
 
 def _sha256(source: str) -> str:
     """A style image's sha256 (a URL's cached download)."""
-    return file_digest(download_image(source, quiet=True) if url_of(source) else Path(source))
+    return file_sha256(download(source) if url_of(source) else Path(source))
 
 
 class _Logger:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from artconv.errors import ArtconvError
+from artconv.losses.options import check_loss_fields
 from artconv.options import CoreOptions, opt
 
 # With neither --steps nor --epochs: steps of a run (README: why this many).
@@ -86,15 +87,10 @@ class TrainOptions(CoreOptions):
         super().check()
         if self.steps is not None and self.epochs is not None:
             raise ArtconvError("--steps and --epochs: give one of them")
-        if not self.style_layers:
-            raise ArtconvError("--style-layers: name at least one layer")
-        if self.style_layer_weights and len(self.style_layer_weights) != len(self.style_layers):
-            raise ArtconvError(f"--style-layer-weights: {len(self.style_layer_weights)} values "
-                               f"for {len(self.style_layers)} style layers")
-        if self.style_layer_weights and not sum(self.style_layer_weights) > 0:
-            raise ArtconvError("--style-layer-weights: at least one must be positive")
-        if self.blend and not sum(self.blend) > 0:
-            raise ArtconvError("--blend: at least one weight must be positive")
+        check_loss_fields(self)
+        if self.seamless:
+            raise ArtconvError("--seamless: not for training (a trained network pads by "
+                               "reflection; its outputs do not tile)")
         self.temporal()  # a bad --temporal-weight fails here, with the others
 
     # -- derived ---------------------------------------------------------------------------

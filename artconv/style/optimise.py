@@ -11,9 +11,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from artconv import losses
 from artconv.device import fp32
 from artconv.io import color
+from artconv.losses.terms import TV, Content, Pixel, Regions, Style, Term
 from artconv.losses.weights import LossWeights
 from artconv.style.lbfgs import CompactLBFGS
 from artconv.style.options import StyleOptions
@@ -36,7 +36,7 @@ class Objective:
     Each row is a term of `artconv.losses` (`Content`, `Style`, `TV`, `Pixel`), made once
     here with its targets: relative to its target's magnitude with `weights.relative`
     (--loss-scale auto); with region masks (`regions`, (S,1,h,w) at this scale's grid, one
-    per style image) style k is matched within region k (`losses.Regions`).
+    per style image) style k is matched within region k (`artconv.losses.Regions`).
     """
 
     def __init__(self, net: Net, options: StyleOptions, weights: LossWeights,
@@ -50,17 +50,17 @@ class Objective:
                              f"regions for targets of {targets.regions} regions")
         self.regions, self.targets = regions, targets
         relative = weights.relative
-        self.content = losses.Content(content_targets, relative)
-        self.style = losses.Style(
+        self.content = Content(content_targets, relative)
+        self.style = Style(
             targets.layers, zip(options.style_layers, weights.style_layers, strict=True),
-            None if regions is None else losses.Regions(regions), relative)
-        self.tv = losses.TV(options.tv_loss, wrap=bool(getattr(options, "seamless", False)))
+            None if regions is None else Regions(regions), relative)
+        self.tv = TV(options.tv_loss, wrap=bool(getattr(options, "seamless", False)))
         # (row, weight, term); the priors carry their own weights
-        self.terms: list[tuple[str, float, losses.Term]] = [
+        self.terms: list[tuple[str, float, Term]] = [
             ("content", weights.content, self.content), ("style", weights.style, self.style),
             ("tv", weights.tv, self.tv)]
         if self.priors:
-            self.terms.append(("prior", 1.0, losses.Pixel(self.priors)))
+            self.terms.append(("prior", 1.0, Pixel(self.priors)))
         self.rows = tuple(name for name, _, _ in self.terms)
         self.layers = list(dict.fromkeys([*self.content.layers, *self.style.layers]))
 

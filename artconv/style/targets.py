@@ -18,11 +18,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from artconv import losses
 from artconv.device import autocast, fp32
 from artconv.errors import ArtconvError
 from artconv.io import color
 from artconv.io.images import fit_longest
+from artconv.losses import functional as lf
+from artconv.losses.terms import style_targets
 from artconv.nets.extractor import FeatureExtractor
 from artconv.style.masks import Masks
 from artconv.style.options import StyleOptions
@@ -150,12 +151,12 @@ class TargetMaker:
             with fp32():
                 for name in layers:
                     m = (None if region is None
-                         else losses.layer_mask(region, feats[name].shape[-2:]))
-                    if m is not None and float(losses.mask_mass(m)[0]) < losses.MIN_MASS:
+                         else lf.layer_mask(region, feats[name].shape[-2:]))
+                    if m is not None and float(lf.mask_mass(m)[0]) < lf.MIN_MASS:
                         raise ArtconvError(f"--style-masks {masks.style_files[k]['path']}: "
                                            f"selects nothing of style image {k + 1}")
-                    found[name].append(losses.style_target(
-                        opts.style_loss, losses.statistics(opts.style_loss, feats[name], m)))
+                    found[name].append(lf.style_target(
+                        opts.style_loss, lf.statistics(opts.style_loss, feats[name], m)))
         return {name: tuple(t) for name, t in found.items()}
 
     def _blended(self, styles: Sequence[torch.Tensor], blend: Sequence[float], size: int,
@@ -167,9 +168,9 @@ class TargetMaker:
             image = _prepared(image.to(self.net.device, torch.float32), content, size, opts)
             feats = self.net.features(image, layers)
             with fp32():
-                stats.append({name: losses.statistics(opts.style_loss, feats[name])
+                stats.append({name: lf.statistics(opts.style_loss, feats[name])
                               for name in layers})
-        return losses.style_targets(opts.style_loss, stats, blend)
+        return style_targets(opts.style_loss, stats, blend)
 
 
 def _prepared(image: torch.Tensor, content: torch.Tensor | None, size: int,
@@ -210,7 +211,7 @@ def as_batch(image: torch.Tensor) -> torch.Tensor:
 def _stack(items: list[Any]) -> Any:
     if isinstance(items[0], tuple):  # region targets: one per style image
         return tuple(_stack(list(per_style)) for per_style in zip(*items, strict=True))
-    if isinstance(items[0], losses.GaussianTarget):
-        return losses.GaussianTarget(*(torch.cat([getattr(t, f) for t in items])
+    if isinstance(items[0], lf.GaussianTarget):
+        return lf.GaussianTarget(*(torch.cat([getattr(t, f) for t in items])
                                        for f in ("mean", "cov", "cov_sqrt")))
     return torch.cat(items)

@@ -29,9 +29,10 @@ from typing import Any
 
 import torch
 
-from artconv import losses
 from artconv.device import fp32
 from artconv.errors import ArtconvError
+from artconv.losses import functional as lf
+from artconv.losses.terms import Part, Sums, style_targets
 from artconv.losses.weights import LossWeights
 from artconv.nets.extractor import FeatureExtractor
 from artconv.nets.geometry import walk
@@ -86,7 +87,7 @@ class TilePlan:
         if rows.stop > f.shape[-2] or cols.stop > f.shape[-1]:
             raise ArtconvError(f"--tile: layer {name}'s map is not where the network's "
                                "geometry puts it, so tiles cannot be exact; use --tile 0")
-        return whole, losses.functional._wide(f[..., rows, cols]).flatten(2)
+        return whole, lf._wide(f[..., rows, cols]).flatten(2)
 
     @property
     def grids(self) -> dict[str, tuple[int, int]]:
@@ -94,12 +95,12 @@ class TilePlan:
         return {name: hw for name, (_, hw) in self.maps.items()}
 
     def parts(self, index: int, feats: Mapping[str, torch.Tensor], layers: Sequence[str]
-              ) -> dict[str, losses.Part]:
+              ) -> dict[str, Part]:
         """Tile `index`'s owned positions of each of `layers`, as the terms take them."""
         out = {}
         for name in layers:
             where, f = self.part(index, name, feats[name])
-            out[name] = losses.Part(where, self.maps[name][1], f)
+            out[name] = Part(where, self.maps[name][1], f)
         return out
 
 
@@ -184,10 +185,10 @@ class TiledObjective(Objective):
         return self._rows(content, style.detach(), pixel), grad
 
     # -- the passes ---------------------------------------------------------------------------
-    def _statistics(self, x: torch.Tensor, plan: TilePlan) -> tuple[losses.Sums, torch.Tensor]:
+    def _statistics(self, x: torch.Tensor, plan: TilePlan) -> tuple[Sums, torch.Tensor]:
         """Pass 1: the style term's sums over the image (`losses.Style.sums`), and the
         content loss (K,), unweighted."""
-        sums: losses.Sums = {}
+        sums: Sums = {}
         content = x.new_zeros(x.shape[0])
         with torch.no_grad():
             for i, t in enumerate(plan.tiles):
@@ -251,9 +252,9 @@ class TiledTargetMaker(TargetMaker):
         stats = []
         for image in styles:
             image = _prepared(image.to(self.net.device, torch.float32), content, size, opts)
-            stats.append({name: losses.statistics_from_sums(opts.style_loss, *sums)
+            stats.append({name: lf.statistics_from_sums(opts.style_loss, *sums)
                           for name, sums in self._sums(image, tile, None).items()})
-        return losses.style_targets(opts.style_loss, stats, blend)
+        return style_targets(opts.style_loss, stats, blend)
 
     def _per_style(self, styles: Sequence[torch.Tensor], blend: Sequence[float], size: int,
                    content: torch.Tensor | None) -> dict[str, Any]:
@@ -270,8 +271,8 @@ class TiledTargetMaker(TargetMaker):
                 if weight is None:
                     raise ArtconvError(f"--style-masks {masks.style_files[k]['path']}: "
                                        f"selects nothing of style image {k + 1}")
-                found[name].append(losses.style_target(opts.style_loss, (
-                    losses.statistics_from_sums(opts.style_loss, second, first, weight))))
+                found[name].append(lf.style_target(opts.style_loss, (
+                    lf.statistics_from_sums(opts.style_loss, second, first, weight))))
         return {name: tuple(t) for name, t in found.items()}
 
     @torch.no_grad()
@@ -281,7 +282,7 @@ class TiledTargetMaker(TargetMaker):
         where the region has no mass there), over the image's positions, tile by tile."""
         layers = list(self.options.style_layers)
         plan = TilePlan(self.net.fx, layers, tuple(image.shape[-2:]), tile)
-        masks = {n: (None if region is None else losses.layer_mask(region, plan.maps[n][1]))
+        masks = {n: (None if region is None else lf.layer_mask(region, plan.maps[n][1]))
                  for n in layers}
         out: dict[str, list[Any]] = {}
         for i, t in enumerate(plan.tiles):
@@ -291,7 +292,7 @@ class TiledTargetMaker(TargetMaker):
                     (rows, cols), f = plan.part(i, name, feats[name])
                     m = masks[name]
                     owned_mask = None if m is None else m[..., rows, cols].flatten(2)
-                    first, second = losses.moment_sums(f, owned_mask)
+                    first, second = lf.moment_sums(f, owned_mask)
                     if name in out:
                         out[name][0] += second
                         out[name][1] += first
@@ -302,8 +303,8 @@ class TiledTargetMaker(TargetMaker):
             h, w = plan.maps[name][1]
             m = masks[name]
             mass = second.new_tensor(float(h * w)) if m is None else m.sum().float()
-            empty = m is not None and float(mass) / (h * w) < losses.MIN_MASS
-            weight = None if empty else mass.clamp_min(losses.MIN_MASS * h * w)
+            empty = m is not None and float(mass) / (h * w) < lf.MIN_MASS
+            weight = None if empty else mass.clamp_min(lf.MIN_MASS * h * w)
             result[name] = (second, first, weight)
         return result
 

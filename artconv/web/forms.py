@@ -18,6 +18,7 @@ from typing import Any
 
 from artconv import registry
 from artconv.errors import ArtconvError
+from artconv.fast.options import PUBLISHED_MODELS
 from artconv.io.files import url_cache_path, url_of
 from artconv.options import CoreOptions, base_type, literal_choices
 from artconv.presets import Preset, find_preset, is_preset_name, list_presets
@@ -30,6 +31,7 @@ MAIN_FIELDS = {
     "dream": ("size", "layers", "octaves", "steps", "step_size", "preserve_colors",
               "pooling", "precision", "seed"),
     "features": ("size", "layers", "pooling", "precision", "seed"),
+    "fast": ("model", "size", "preserve_colors", "tile", "precision"),
 }
 # What the sweep view offers first (any other field of the record may be swept too).
 SWEEP_FIELDS = ("style_weight", "style_scale", "style_layers", "layers", "pooling",
@@ -41,7 +43,7 @@ BLOCKED = frozenset({"backbone", "masks", "style_masks", "masks_rest", "guide", 
                      "objective", "frames", "gif", "zoom", "rotate", "similar_to",
                      "pca_shared", "memmap", "device"})
 # Options that take a file path as one of their forms: only the named forms from a browser.
-NAMED_ONLY = {"init": ("content", "noise")}
+NAMED_ONLY = {"init": ("content", "noise"), "model": PUBLISHED_MODELS}
 # The server's network (`artconv serve --weights/--arch`): a page must not switch it, or it
 # could start downloads of other weights. Not in the form; a preset setting them is refused.
 SERVER_FIELDS = ("weights", "arch")

@@ -27,6 +27,7 @@ from artconv.fast.train_options import TrainOptions
 from artconv.io.images import load_image
 from artconv.nets.weights import file_digest
 from tests.conftest import BACKBONE_SOURCE, make_image, run_cli
+from tests.io.test_urls import Route, server  # noqa: F401 - the local HTTP server fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,6 +183,7 @@ def test_bad_input_is_one_line_and_writes_nothing(setup, capsys):
         (cli_args(opts, style, tmp, out)[:3] + [str(junk)] + cli_args(opts, style, tmp, out)[4:],
          "--images: 0 usable photo(s) of 3 (at least 2 needed); 3 could not be read, e.g. "),
         (cli_args(opts, style, tmp, out) + ["--epochs", "2"], "--steps and --epochs: give one"),
+        (cli_args(opts, style, tmp, out) + ["--seamless"], "--seamless: not for training"),
         (cli_args(opts, style, tmp, tmp / "m.pt"), "a model file ends in .safetensors"),
         (cli_args(opts, style, tmp, style.with_suffix(".safetensors")) + [
             "--images", str(style.with_suffix(".safetensors"))], "is an input file"),
@@ -269,3 +271,26 @@ def test_interrupted_is_raised_to_api_callers_after_saving(setup, monkeypatch):
         train(opts, [style], photos, tmp / "m.safetensors", callback=interrupt)
     assert torch.load(tmp / "m.safetensors.train" / "checkpoint.pt",
                       weights_only=True)["step"] == 3
+
+
+def test_styles_and_photos_by_url(setup, server, capsys):  # noqa: F811 - the fixture
+    """A style given by URL and a list file naming photos by URL (one of them missing:
+    skipped and named, training goes on), served from 127.0.0.1."""
+    opts, style, photos, tmp = setup
+    server.routes["/paint.png"] = Route(style.read_bytes())
+    for i in range(3):
+        server.routes[f"/photo{i}.png"] = Route(Path(photos[i]).read_bytes())
+    listing = tmp / "photos.txt"
+    listing.write_text("\n".join([*(f"{server.base}/photo{i}.png" for i in range(3)),
+                                  f"{server.base}/gone.png", "photos/p05.png",
+                                  "photos/p06.png"]) + "\n")
+    out = tmp / "web.safetensors"
+    args = cli_args(opts.replace(steps=2, holdout=0), style, tmp, out)
+    args[1], args[3] = f"{server.base}/paint.png", str(listing)
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert f"skipped {server.base}/gone.png:" in " ".join(err.split())
+    recipe = json.loads(_header(out)["artconv"])
+    assert recipe["styles"] == [{"path": f"{server.base}/paint.png",
+                                 "sha256": file_digest(style)}]
+    assert recipe["photos"]["count"] == 5 and recipe["photos"]["skipped"] == 1
