@@ -70,7 +70,6 @@ LAYERS = [
 # right now. Each entry is (importer, imported); delete it when its fix lands. Nothing may be
 # added here: a new loop or upward arrow is fixed, not listed.
 PENDING_LOOPS = {
-    ("artconv.io.images", "artconv.presets"),  # the download progress bar (io branch)
 }
 # The option records and the registry feed `--help`: torch must not load with them.
 TORCH_FREE = ["artconv.options", "artconv.registry", "artconv.engine", "artconv.errors",

@@ -7,6 +7,8 @@ import typer
 from artconv._version import __version__
 from artconv.cli import batch, core, dream, export, features, serve, style, train, video
 from artconv.cli.common import state
+from artconv.io.files import use_downloader
+from artconv.presets import download_image
 
 app = typer.Typer(
     name="artconv", no_args_is_help=True, add_completion=False,
@@ -30,6 +32,8 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     state.debug = debug
+    # Image URLs read anywhere below download with a progress bar on stderr.
+    use_downloader(download_image)
 
 
 for _module in COMMAND_MODULES:

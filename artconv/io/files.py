@@ -289,6 +289,22 @@ def _env_number(var: str, default: float, least: float, expected: str) -> float:
     return number
 
 
+_downloader: Callable[[str], Path] | None = None
+
+
+def use_downloader(downloader: Callable[[str], Path] | None) -> None:
+    """How `fetch` brings a URL into the cache: the CLI installs a download that shows a
+    progress bar (`artconv.presets.download_image`), so this layer needs no screen and a
+    library caller stays quiet (None: `download` itself)."""
+    global _downloader
+    _downloader = downloader
+
+
+def fetch(url: str) -> Path:
+    """The cached file of `url`, downloaded by the installed downloader if need be."""
+    return (_downloader or download)(url)
+
+
 def download(url: str, *, report: Report | None = None) -> Path:
     """The file at an http(s) `url`, fetched into the cache (`url_cache_path`) once.
 

@@ -35,6 +35,7 @@ from artconv.io.files import (  # noqa: F401
     atomic_path,
     atomic_write_bytes,
     check_regular_file,
+    fetch,
     list_images,
     url_of,
 )
@@ -163,9 +164,7 @@ def _fetched(url: str) -> Iterator[Path]:
     """The cached file of `url` (downloaded first if need be). Errors while reading it name
     the URL, not the cache file; a file that is no readable image leaves the cache, so the
     next try downloads it again."""
-    from artconv.presets import download_image  # the download with a progress bar
-
-    path = download_image(url)
+    path = fetch(url)
     try:
         yield path
     except ArtconvError as exc:
