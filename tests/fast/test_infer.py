@@ -15,7 +15,7 @@ from artconv.fast.engine import FastStyle
 from artconv.fast.options import FastOptions
 from artconv.io import color
 from artconv.io.images import load_image, read_recipe
-from artconv.nets.weights import file_digest
+from artconv.outputs import file_sha256
 from tests.conftest import make_image, run_cli
 from tests.fast.fast_models import tiny_model, tiny_net
 
@@ -75,10 +75,10 @@ def test_cli_writes_the_picture_with_a_recipe_naming_the_model(model, tmp_path, 
     code, stdout, err = run_cli(["style", str(photo), "--model", str(model), "-o", str(out),
                                  "--precision", "fp32", "--json"], capsys)
     assert code == 0, err
-    assert json.loads(stdout)["sha256"] == file_digest(model)
+    assert json.loads(stdout)["sha256"] == file_sha256(model)
     recipe = read_recipe(out)
     assert recipe["engine"] == "fast" and recipe["options"]["model"] == str(model)
-    assert recipe["model"]["sha256"] == file_digest(model)
+    assert recipe["model"]["sha256"] == file_sha256(model)
     assert recipe["model"]["recipe"] == {"engine": "train", "seed": 0}  # its training recipe
     assert recipe["inputs"] == [str(photo)]
     with torch.no_grad():

@@ -25,7 +25,7 @@ from artconv.fast import data
 from artconv.fast.train import Trainer, train
 from artconv.fast.train_options import TrainOptions
 from artconv.io.images import load_image
-from artconv.nets.weights import file_digest
+from artconv.outputs import file_sha256
 from tests.conftest import BACKBONE_SOURCE, make_image, run_cli
 from tests.io.test_urls import Route, server  # noqa: F401 - the local HTTP server fixture
 
@@ -141,7 +141,7 @@ def test_the_model_carries_the_full_training_recipe(setup, capsys):
     recipe = json.loads(stdout)
     assert recipe["engine"] == "train" and recipe["steps"] == 12
     assert recipe["options"]["crop"] == 32 and recipe["options"]["style_layers"] == ["r1", "r2"]
-    assert recipe["styles"] == [{"path": str(style), "sha256": file_digest(style)}]
+    assert recipe["styles"] == [{"path": str(style), "sha256": file_sha256(style)}]
     assert recipe["photos"]["count"] == 12 and recipe["photos"]["skipped"] == 1
     assert recipe["photos"]["sha256"] == data.digest(data.scan(photos)[0])
     assert str(broken) in recipe["photos_skipped"]
@@ -292,5 +292,5 @@ def test_styles_and_photos_by_url(setup, server, capsys):  # noqa: F811 - the fi
     assert f"skipped {server.base}/gone.png:" in " ".join(err.split())
     recipe = json.loads(_header(out)["artconv"])
     assert recipe["styles"] == [{"path": f"{server.base}/paint.png",
-                                 "sha256": file_digest(style)}]
+                                 "sha256": file_sha256(style)}]
     assert recipe["photos"]["count"] == 5 and recipe["photos"]["skipped"] == 1
