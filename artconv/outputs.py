@@ -190,6 +190,36 @@ def input_record(name: StrPath, files: Sequence[StrPath] | None = None) -> dict[
     return {"name": os.fspath(name), "content": f"{len(files)} files:{digest.hexdigest()}"}
 
 
+def named_file(value: Any) -> tuple[str, str] | None:
+    """The existing file an option value names and what follows it: (FILE, "") for a path,
+    (FILE, NAME) for an own network's FILE.py:NAME; None for anything else."""
+    if not isinstance(value, str) or not value:
+        return None
+    if os.path.isfile(value):
+        return value, ""
+    head, sep, tail = value.rpartition(":")
+    if sep and head and os.path.isfile(head):
+        return head, tail
+    return None
+
+
+def files_read(inputs: Iterable[StrPath | None] = (),
+               options: Iterable[Mapping[str, Any]] = ()) -> list[Path]:
+    """Every file a run reads, once each, in order: `inputs` (its images; None skipped) and
+    every option value naming an existing file (weights, backbone, init image, masks, guide,
+    model, ...) in `options` (option records' `to_dict()`, a job's overrides). What every
+    write is checked against (`check_write_paths`): the one answer for commands, batches
+    and the studio."""
+    found: dict[str, None] = {os.fspath(p): None for p in inputs if p is not None}
+    for values in options:
+        for value in values.values():
+            for item in value if isinstance(value, list | tuple) else (value,):
+                named = named_file(item)
+                if named is not None:
+                    found[named[0]] = None
+    return [Path(p) for p in found]
+
+
 def options_by_content(values: Mapping[str, Any]) -> dict[str, Any]:
     """Option values with every string naming an existing file (a weights file, a mask, an
     own network's FILE.py:FUNCTION) replaced by its content, so the same file spelt
@@ -198,14 +228,11 @@ def options_by_content(values: Mapping[str, Any]) -> dict[str, Any]:
     def one(value: Any) -> Any:
         if isinstance(value, list | tuple):
             return [one(v) for v in value]
-        if not isinstance(value, str) or not value:
+        named = named_file(value)
+        if named is None:
             return value
-        if os.path.isfile(value):
-            return "file " + content_id(value)
-        head, sep, tail = value.rpartition(":")
-        if sep and head and os.path.isfile(head):
-            return f"file {content_id(head)}:{tail}"
-        return value
+        path, tail = named
+        return f"file {content_id(path)}" + (f":{tail}" if tail else "")
 
     return {k: one(v) for k, v in values.items()}
 

@@ -12,7 +12,6 @@ found in `artconv.registry`; nothing here imports torch.
 from __future__ import annotations
 
 import json
-import os
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ from artconv.outputs import (
     check_write_paths,
     clip_work_folder,
     file_key,
+    files_read,
     inside_work_folder,
     sidecar,
 )
@@ -444,41 +444,25 @@ def input_files(jobs: Sequence[Job], options: Iterable[CoreOptions] = ()) -> lis
     preset's URL images live in the download cache, not here.)"""
     from artconv.presets import find_preset, resolve_image_ref
 
-    found: dict[str, None] = {}
+    found: list[str | Path] = []
     presets: set[str] = set()
     for job in jobs:
-        found[job.input] = None
+        found.append(job.input)
         for style in job.styles:
             if is_preset_name(style):
                 presets.add(style)
             else:
-                found[style] = None
-        found.update(dict.fromkeys(_option_files(job.options)))
-    for opts in options:
-        found.update(dict.fromkeys(_option_files(opts.to_dict())))
+                found.append(style)
     for name in sorted(presets):
         try:
             preset = find_preset(name)
         except ArtconvError:  # an unknown preset fails its jobs when they run
             continue
-        found[str(preset.path)] = None
+        found.append(preset.path)
         for ref in preset.images:
             if not ref.startswith(("http://", "https://")):
-                found[str(resolve_image_ref(ref, preset.path.parent))] = None
-    return [Path(p) for p in found]
-
-
-def _option_files(values: Mapping[str, Any]) -> list[str]:
-    """Option values (strings, or tuples of them) that name existing files."""
-    found = []
-    for name, value in values.items():
-        for item in value if isinstance(value, tuple | list) else (value,):
-            if not isinstance(item, str) or not item:
-                continue
-            path = item.rpartition(":")[0] if name == "backbone" and ":" in item else item
-            if os.path.isfile(path):
-                found.append(path)
-    return found
+                found.append(resolve_image_ref(ref, preset.path.parent))
+    return files_read(found, [*(job.options for job in jobs), *(o.to_dict() for o in options)])
 
 
 def describe(job: Job) -> str:
