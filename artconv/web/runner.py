@@ -87,10 +87,7 @@ class StudioWorker:
         return render_records(self.runner, job_records, option_records, 1)
 
     def on_step(self, step: Step) -> bool:
-        record = {"engine": step.engine, "stage": step.stage, "stages": step.stages,
-                  "step": step.step, "steps": step.steps, "done": step.done,
-                  "total": step.total, "size": tuple(step.size), "frame": step.frame,
-                  "figures": {k: float(v) for k, v in step.figures.items()}}
+        record = step.to_dict()
         picture = self.previews.picture(step)
         with self.lock:
             self.steps.append(record)
@@ -211,10 +208,7 @@ class StudioRayRunner:
         for i, fields in enumerate(steps):
             last = preview is not None and i == len(steps) - 1
             image = functools.partial(from_jpeg, preview) if last else None  # decoded if asked
-            step = Step(fields["engine"], fields["stage"], fields["stages"], fields["step"],
-                        fields["steps"], fields["done"], fields["total"], fields["figures"],
-                        tuple(fields["size"]), fields["frame"], _image=image)
-            if self.callback(step) is False:
+            if self.callback(Step.from_dict(fields, image)) is False:
                 stop = True
         return stop
 
