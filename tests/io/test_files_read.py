@@ -39,3 +39,17 @@ def test_no_command_writes_over_a_file_an_option_names(command, label, tmp_path,
                            "it (choose another path)")
     assert Path("w.png").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "w.png"]
+
+
+def test_a_clip_is_never_written_over_a_file_an_option_names(tmp_path, capsys):
+    pytest.importorskip("av")
+    from tests.video.clips import frames, write_clip
+
+    clip = write_clip(tmp_path / "c.mp4", frames(2, (32, 40)), fps=8, audio=False)
+    weights = write_clip(tmp_path / "w.mp4", frames(2, (32, 40)), fps=8, audio=False)
+    before = weights.read_bytes()
+    code, _, err = run_cli(["dream", str(clip), "--weights", str(weights), "-o", str(weights)],
+                           capsys)
+    assert code == 2 and f"output {weights}: is an input file" in err, err
+    assert weights.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "w.mp4"]
