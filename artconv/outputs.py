@@ -24,6 +24,7 @@ import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,21 +66,55 @@ def sidecar(path: StrPath) -> Path:
     return p.with_name(p.name + ".json")
 
 
+@dataclass(frozen=True)
+class Owned:
+    """A batch job's output as the path checks see it: the job in messages (`name`, a
+    manifest line when `line`), what to change when it clashes, and whether it is a clip
+    (whose work folder, `clip_work_folder(output)`, nothing else may go inside)."""
+
+    output: StrPath
+    name: str
+    line: bool = False
+    clip: bool = False
+    collide_hint: str = "choose another path"
+    input_hint: str = "choose another path"
+
+
 def check_write_paths(writes: Sequence[tuple[str, StrPath | None]],
-                      inputs: Iterable[StrPath] = ()) -> None:
-    """Refuse, with one line naming the option and the path, a set of writes that would
-    lose a file: a write over an input, two writes to one file, or a folder that cannot be
-    written. `writes` pairs a label (an option such as `--report`, or `output`) with a path;
-    `None` paths are skipped. Call it before any work starts."""
-    sources = {file_key(p) for p in inputs}
-    seen: dict[object, str] = {}
+                      inputs: Iterable[StrPath] = (), *, owned: Sequence[Owned] = ()) -> None:
+    """The one check of what a run will write, before any work starts: refused, in one line
+    naming the option (or the batch job) and the path, a write over a file the run reads
+    (`inputs`, see `files_read`), two writes to one file, a write inside a clip's work
+    folder, or a folder that cannot be written.
+
+    `writes` pairs a label (an option such as `--report`, `output`, `WORK_FOLDER` for a work
+    folder's first frame) with a path (None: skipped); their folders are checked. `owned`
+    are a batch's job outputs: each must not collide with another's or land on an input or
+    in another job's work folder, and no write may take a job's output, recipe or folder.
+    (A batch checks its jobs' folders as it runs them: finished jobs need none.)"""
+    sources: dict[object, str] = {}
+    for p in inputs:
+        sources.setdefault(file_key(p), os.fspath(p))
+    clips = {file_key(clip_work_folder(o.output)): o for o in owned if o.clip}
+    seen_jobs: dict[object, Owned] = {}
+    for job in owned:
+        _check_outside_work_folders("output", job.output, clips, job)
+        key = file_key(job.output)
+        if key in seen_jobs:
+            raise ArtconvError(f"{job.output}: jobs collide ({seen_jobs[key].name} and "
+                               f"{job.name} would both write it); {job.collide_hint}")
+        for what, path in (("output", job.output), ("recipe", sidecar(job.output))):
+            src = sources.get(file_key(path))
+            if src is not None:
+                raise ArtconvError(f"{path}: {job.name} would write its {what} over the "
+                                   f"input {src}; {job.input_hint}")
+        seen_jobs[key] = job
+
+    writes = [(label, Path(raw)) for label, raw in writes if raw is not None]
     # The work folders these writes make: nothing but their own frames goes inside them.
-    planned = {file_key(Path(raw).parent): label for label, raw in writes
-               if raw is not None and label == WORK_FOLDER}
-    for label, raw in writes:
-        if raw is None:
-            continue
-        path = Path(raw)
+    planned = {file_key(path.parent): label for label, path in writes if label == WORK_FOLDER}
+    seen: dict[object, str] = {}
+    for label, path in writes:
         key = file_key(path)
         if key in sources:
             raise ArtconvError(f"{label} {path}: is an input file; refusing to overwrite "
@@ -98,29 +133,73 @@ def check_write_paths(writes: Sequence[tuple[str, StrPath | None]],
         seen[key] = label
         check_writable(path, label)
 
+    if not owned or not writes:
+        return
+    claims: dict[object, tuple[str, Owned]] = {}
+    for job in owned:
+        claims.setdefault(file_key(job.output), ("output", job))
+        claims.setdefault(file_key(sidecar(job.output)), ("recipe", job))
+        # A folder the batch creates for its outputs does not exist yet at this check.
+        claims.setdefault(file_key(Path(job.output).parent), ("output folder", job))
+    for label, path in writes:
+        _check_outside_work_folders(label, path, clips)
+        hit = claims.get(file_key(path))
+        if hit is not None:
+            raise ArtconvError(f"{label} {path}: is the {hit[0]} of {hit[1].name}; "
+                               "refusing to overwrite it (choose another path)")
+
+
+def _check_outside_work_folders(label: str, path: StrPath, clips: Mapping[object, Owned],
+                                owner: Owned | None = None) -> None:
+    """Work folders are artconv's own: nothing goes inside one, an existing one (it holds a
+    clip.json) or one a clip job of this batch (`clips`, by folder) will make."""
+    parent = Path(path).resolve().parent
+    for folder in (parent, *parent.parents):
+        job = clips.get(file_key(folder))
+        if job is not None and job is not owner:
+            raise ArtconvError(f"{label} {path}: is inside the work folder {folder} of "
+                               f"{job.name}; choose a path outside it")
+    found = inside_work_folder(path)
+    if found is not None:
+        what = f"{owner.name}: " if owner is not None and owner.line else ""
+        raise ArtconvError(f"{what}{label} {path}: is inside the work folder {found} that "
+                           "artconv keeps for a clip; choose a path outside it")
+
 
 def check_writable(path: StrPath, label: str = "output") -> None:
     """The folder that will hold `path` exists and is writable, or can be made."""
     path = Path(path)
     if path.is_dir():
         raise ArtconvError(f"{label} {path}: is a folder, not a file")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # the folder will be made below the nearest existing one
+    folder = _nearest_existing(path.parent)
     if not folder.is_dir():
         raise ArtconvError(f"{label} {path}: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK) or not _can_create_in(folder):
         raise ArtconvError(f"{label} {path}: folder {folder} is not writable")
 
 
+def _nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest of its parents that exists: a folder that will be made is
+    made below it."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def _can_create_in(folder: Path) -> bool:
-    """A file can really be made in `folder`: `os.access` says yes to root everywhere, even
-    in /proc. An unnamed temporary (O_TMPFILE where there is one) leaves nothing behind."""
+    """A file can really be made in `folder` (see `_create_error`)."""
+    return _create_error(folder) is None
+
+
+def _create_error(folder: Path) -> str | None:
+    """Why no file can be made in `folder`, or None when one can: `os.access` says yes to
+    root everywhere, even in /proc. An unnamed temporary (O_TMPFILE where there is one)
+    leaves nothing behind."""
     try:
         with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 # -- work folders ------------------------------------------------------------------------
@@ -211,6 +290,36 @@ def input_record(name: StrPath, files: Sequence[StrPath] | None = None) -> dict[
     return {"name": os.fspath(name), "content": f"{len(files)} files:{digest.hexdigest()}"}
 
 
+def named_file(value: Any) -> tuple[str, str] | None:
+    """The existing file an option value names and what follows it: (FILE, "") for a path,
+    (FILE, NAME) for an own network's FILE.py:NAME; None for anything else."""
+    if not isinstance(value, str) or not value:
+        return None
+    if os.path.isfile(value):
+        return value, ""
+    head, sep, tail = value.rpartition(":")
+    if sep and head and os.path.isfile(head):
+        return head, tail
+    return None
+
+
+def files_read(inputs: Iterable[StrPath | None] = (),
+               options: Iterable[Mapping[str, Any]] = ()) -> list[Path]:
+    """Every file a run reads, once each, in order: `inputs` (its images; None skipped) and
+    every option value naming an existing file (weights, backbone, init image, masks, guide,
+    model, ...) in `options` (option records' `to_dict()`, a job's overrides). What every
+    write is checked against (`check_write_paths`): the one answer for commands, batches
+    and the studio."""
+    found: dict[str, None] = {os.fspath(p): None for p in inputs if p is not None}
+    for values in options:
+        for value in values.values():
+            for item in value if isinstance(value, list | tuple) else (value,):
+                named = named_file(item)
+                if named is not None:
+                    found[named[0]] = None
+    return [Path(p) for p in found]
+
+
 def options_by_content(values: Mapping[str, Any]) -> dict[str, Any]:
     """Option values with every string naming an existing file (a weights file, a mask, an
     own network's FILE.py:FUNCTION) replaced by its content, so the same file spelt
@@ -219,14 +328,11 @@ def options_by_content(values: Mapping[str, Any]) -> dict[str, Any]:
     def one(value: Any) -> Any:
         if isinstance(value, list | tuple):
             return [one(v) for v in value]
-        if not isinstance(value, str) or not value:
+        named = named_file(value)
+        if named is None:
             return value
-        if os.path.isfile(value):
-            return "file " + content_id(value)
-        head, sep, tail = value.rpartition(":")
-        if sep and head and os.path.isfile(head):
-            return f"file {content_id(head)}:{tail}"
-        return value
+        path, tail = named
+        return f"file {content_id(path)}" + (f":{tail}" if tail else "")
 
     return {k: one(v) for k, v in values.items()}
 
@@ -273,19 +379,14 @@ def check_folder(path: StrPath, label: str) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ArtconvError(f"{label} {path}: is a file, not a folder")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent  # the folder will be made below the nearest existing one
+    existing = _nearest_existing(path)
     if not existing.is_dir():
         raise ArtconvError(f"{label} {path}: cannot be made ({existing} is a file)")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
+    error = _create_error(existing)
+    if error is not None:
         if existing == path:
-            raise ArtconvError(f"{label} {path}: cannot be written ({exc.strerror})") from None
-        raise ArtconvError(f"{label} {path}: cannot be made in {existing} ({exc.strerror})") \
-            from None
+            raise ArtconvError(f"{label} {path}: cannot be written ({error})")
+        raise ArtconvError(f"{label} {path}: cannot be made in {existing} ({error})")
 
 
 def output_complete(path: StrPath) -> bool:

@@ -12,7 +12,6 @@ found in `artconv.registry`; nothing here imports torch.
 from __future__ import annotations
 
 import json
-import os
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,13 +23,7 @@ from artconv import registry
 from artconv.errors import ArtconvError
 from artconv.io.files import atomic_write_bytes, input_stem, list_images, url_of
 from artconv.options import CoreOptions, field_name, field_names
-from artconv.outputs import (
-    check_write_paths,
-    clip_work_folder,
-    file_key,
-    inside_work_folder,
-    sidecar,
-)
+from artconv.outputs import Owned, check_write_paths, files_read
 from artconv.presets import is_preset_name
 
 if TYPE_CHECKING:
@@ -380,28 +373,8 @@ def _fill(template: str, content: str, styles: Sequence[str], index: int, engine
 def check_collisions(jobs: Sequence[Job], inputs: Iterable[str | Path] = ()) -> None:
     """Two jobs writing one file, or a job writing (its output or its recipe sidecar) over
     an input of the batch or one of `inputs` (a manifest), is an error before any work
-    starts (not a silent overwrite)."""
-    sources: dict[Any, str] = {}
-    for path in [*input_files(jobs), *inputs]:
-        sources.setdefault(file_key(path), str(path))
-    seen: dict[Any, Job] = {}
-    folders = _work_folders(jobs)
-    for job in jobs:
-        _check_outside_work_folders("output", job.output, folders, job)
-        key = file_key(job.output)
-        if key in seen:
-            hint = ("give each line its own 'output'" if job.where else
-                    "give them distinct outputs (--template with {content} and {style})")
-            raise ArtconvError(f"{job.output}: jobs collide ({describe(seen[key])} and "
-                               f"{describe(job)} would both write it); {hint}")
-        for what, path in (("output", job.output), ("recipe", sidecar(job.output))):
-            src = sources.get(file_key(path))
-            if src is not None:
-                hint = ("give it another 'output'" if job.where else
-                        "choose another --out-dir or --template")
-                raise ArtconvError(f"{path}: {describe(job)} would write its {what} over "
-                                   f"the input {src}; {hint}")
-        seen[key] = job
+    starts (not a silent overwrite): `outputs.check_write_paths` on the jobs' outputs."""
+    check_write_paths((), [*input_files(jobs), *inputs], owned=owned(jobs))
 
 
 def check_extra_writes(jobs: Sequence[Job], writes: Sequence[tuple[str, str | Path | None]],
@@ -409,44 +382,16 @@ def check_extra_writes(jobs: Sequence[Job], writes: Sequence[tuple[str, str | Pa
     """Files a batch writes besides its outputs (`--report`, `--sheet`): refused, naming the
     option and the path, when one would overwrite an input of the batch or one of `inputs`,
     a job's output or recipe, or the other, or cannot be written. Call before any work."""
-    check_write_paths(writes, [*input_files(jobs), *inputs])
-    owners: dict[Any, tuple[str, Job]] = {}
-    for job in jobs:
-        owners.setdefault(file_key(job.output), ("output", job))
-        owners.setdefault(file_key(sidecar(job.output)), ("recipe", job))
-        # A folder the batch creates for its outputs does not exist yet at this check.
-        owners.setdefault(file_key(Path(job.output).parent), ("output folder", job))
-    folders = _work_folders(jobs)
-    for label, path in writes:
-        if path is None:
-            continue
-        _check_outside_work_folders(label, path, folders)
-        hit = owners.get(file_key(path))
-        if hit is not None:
-            raise ArtconvError(f"{label} {path}: is the {hit[0]} of {describe(hit[1])}; "
-                               "refusing to overwrite it (choose another path)")
+    check_write_paths(writes, [*input_files(jobs), *inputs], owned=owned(jobs))
 
 
-def _work_folders(jobs: Sequence[Job]) -> dict[Any, Job]:
-    """The work folders the clip jobs will keep their frames in, by file key."""
-    return {file_key(clip_work_folder(j.output)): j for j in jobs if j.is_clip}
-
-
-def _check_outside_work_folders(label: str, path: str | Path, folders: Mapping[Any, Job],
-                                owner: Job | None = None) -> None:
-    """Work folders are artconv's own: no output, report or sheet goes inside one, an
-    existing one (it holds a clip.json) or one a clip job of this batch will make."""
-    parent = Path(path).resolve().parent
-    for folder in (parent, *parent.parents):
-        job = folders.get(file_key(folder))
-        if job is not None and job is not owner:
-            raise ArtconvError(f"{label} {path}: is inside the work folder {folder} of "
-                               f"{describe(job)}; choose a path outside it")
-    found = inside_work_folder(path)
-    if found is not None:
-        what = f"{describe(owner)}: " if owner is not None and owner.where else ""
-        raise ArtconvError(f"{what}{label} {path}: is inside the work folder {found} that "
-                           "artconv keeps for a clip; choose a path outside it")
+def owned(jobs: Sequence[Job]) -> list[Owned]:
+    """The jobs' outputs as `outputs.check_write_paths` checks them."""
+    return [Owned(job.output, describe(job), bool(job.where), job.is_clip,
+                  "give each line its own 'output'" if job.where else
+                  "give them distinct outputs (--template with {content} and {style})",
+                  "give it another 'output'" if job.where else
+                  "choose another --out-dir or --template") for job in jobs]
 
 
 def input_files(jobs: Sequence[Job], options: Iterable[CoreOptions] = ()) -> list[Path]:
@@ -456,41 +401,25 @@ def input_files(jobs: Sequence[Job], options: Iterable[CoreOptions] = ()) -> lis
     preset's URL images live in the download cache, not here.)"""
     from artconv.presets import find_preset, resolve_image_ref
 
-    found: dict[str, None] = {}
+    found: list[str | Path] = []
     presets: set[str] = set()
     for job in jobs:
-        found[job.input] = None
+        found.append(job.input)
         for style in job.styles:
             if is_preset_name(style):
                 presets.add(style)
             else:
-                found[style] = None
-        found.update(dict.fromkeys(_option_files(job.options)))
-    for opts in options:
-        found.update(dict.fromkeys(_option_files(opts.to_dict())))
+                found.append(style)
     for name in sorted(presets):
         try:
             preset = find_preset(name)
         except ArtconvError:  # an unknown preset fails its jobs when they run
             continue
-        found[str(preset.path)] = None
+        found.append(preset.path)
         for ref in preset.images:
             if not ref.startswith(("http://", "https://")):
-                found[str(resolve_image_ref(ref, preset.path.parent))] = None
-    return [Path(p) for p in found]
-
-
-def _option_files(values: Mapping[str, Any]) -> list[str]:
-    """Option values (strings, or tuples of them) that name existing files."""
-    found = []
-    for name, value in values.items():
-        for item in value if isinstance(value, tuple | list) else (value,):
-            if not isinstance(item, str) or not item:
-                continue
-            path = item.rpartition(":")[0] if name == "backbone" and ":" in item else item
-            if os.path.isfile(path):
-                found.append(path)
-    return found
+                found.append(resolve_image_ref(ref, preset.path.parent))
+    return files_read(found, [*(job.options for job in jobs), *(o.to_dict() for o in options)])
 
 
 def describe(job: Job) -> str:

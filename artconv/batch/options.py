@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from artconv.options import Options, opt
 
 
 @dataclass
-class BatchOptions(Options):
-    """How a batch runs (the engines' own options are separate)."""
+class RayOptions(Options):
+    """How jobs run on a Ray cluster: declared once for `artconv batch ENGINE`, `artconv
+    batch run` and `artconv serve`, so their flags, defaults and limits agree."""
 
+    address: str = opt("auto", "Ray cluster address: auto (a running local cluster, else a "
+                       "new one) or HOST:PORT.")
+    gpus_per_job: float = opt(0.0, "GPUs a Ray worker reserves (1 = one GPU per worker).",
+                              min=0.0)
+    cpus_per_job: float = opt(1.0, "CPUs a Ray worker reserves.", min=0.0)
+    max_retries: int = opt(2, "Ray: times a job whose worker died is retried elsewhere.",
+                           min=0, max=100)
+
+
+@dataclass
+class _BatchFields(Options):
     out_dir: str | None = opt(None, "Folder for the outputs (default: next to each input).")
     template: str | None = opt(
         None, "Output file name from {content}, {style}, {index}, {engine} (default "
@@ -24,10 +36,13 @@ class BatchOptions(Options):
     sheet: str | None = opt(None, "Write a contact sheet: inputs (rows) x styles (columns).")
     engine: Literal["local", "ray"] = opt("local", "Where jobs run: this process, or a Ray "
                                           "cluster (pip install 'artconv[ray]').")
-    address: str = opt("auto", "Ray cluster address: auto (a running local cluster, else a "
-                       "new one) or HOST:PORT.")
-    gpus_per_job: float = opt(0.0, "GPUs a Ray task reserves (1 = one GPU per worker).",
-                              min=0.0)
-    cpus_per_job: float = opt(1.0, "CPUs a Ray task reserves.", min=0.0)
-    max_retries: int = opt(2, "Ray: times a job whose worker died is retried elsewhere.",
-                           min=0, max=100)
+
+
+# The batch's own fields first, then the Ray ones (the order of the flags in --help).
+@dataclass
+class BatchOptions(RayOptions, _BatchFields):
+    """How a batch runs (the engines' own options are separate)."""
+
+    @property
+    def ray(self) -> RayOptions:
+        return RayOptions(**{f.name: getattr(self, f.name) for f in fields(RayOptions)})

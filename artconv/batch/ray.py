@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import queue
+import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from artconv import registry
 from artconv.batch.jobs import Job, JobResult
+from artconv.batch.options import RayOptions
 from artconv.batch.runner import reason, recorder
 from artconv.errors import ArtconvError
 from artconv.io.files import url_of
@@ -71,10 +74,8 @@ class RayRunner:
                  worker_runner: Callable[[], LocalRunner] | None = None,
                  max_workers: int | None = None) -> None:
         self._ray = import_ray()
-        if gpus_per_job < 0 or cpus_per_job < 0:
-            raise ArtconvError("--gpus-per-job/--cpus-per-job: must not be negative")
-        if max_retries < 0:
-            raise ArtconvError(f"--max-retries {max_retries}: must not be negative")
+        # the limits of the flags themselves (RayOptions), for API callers too
+        RayOptions(address, float(gpus_per_job), float(cpus_per_job), max_retries).validated()
         self.address = address
         self.gpus_per_job = float(gpus_per_job)
         self.cpus_per_job = float(cpus_per_job)
@@ -97,17 +98,16 @@ class RayRunner:
         chunks = deque(_chunks(jobs, batch_size))
 
         ray = self._ray
-        started = self.connect()
-        actors: list[Any] = []
+        pool = WorkerPool(self, _Worker, self.worker_runner, scheduling_strategy="SPREAD")
+        pool.connect()
         try:
-            actors = self._start_workers(len(chunks))
-            progress.log(f"ray: {len(actors)} workers, {len(chunks)} tasks")
-            idle = list(actors)
+            pool.size = max(1, min(len(chunks), self.slots(), self.max_workers or len(chunks)))
+            progress.log(f"ray: {pool.size} workers, {len(chunks)} tasks")
             busy: dict[Any, tuple[Any, list[Job]]] = {}
             pids: set[int] = set()
             while chunks or busy:
-                while chunks and idle:
-                    actor, chunk = idle.pop(), chunks.popleft()
+                while chunks and (actor := pool.acquire(wait=False)) is not None:
+                    chunk = chunks.popleft()
                     ref = actor.render.remote([_shipped(j).to_dict() for j in chunk], records,
                                               batch_size)
                     busy[ref] = (actor, chunk)
@@ -117,7 +117,7 @@ class RayRunner:
                 ready, _ = ray.wait(list(busy), num_returns=1)
                 for ref in ready:
                     actor, chunk = busy.pop(ref)
-                    idle.append(actor)
+                    pool.release(actor)
                     self.stats["ray_tasks"] += 1
                     try:
                         payload = ray.get(ref)
@@ -132,19 +132,12 @@ class RayRunner:
                     for result in _results(chunk, payload["results"]):
                         record(result)
             self.stats["ray_workers"] = len(pids)
-        except BaseException:
-            for actor in actors:  # stop in-flight work (Ctrl-C) before sweeping temp files
-                ray.kill(actor)
-            actors = []
-            raise
         finally:
-            for actor in actors:
-                ray.kill(actor)
+            pool.kill()  # in-flight work (Ctrl-C) stops before temp files are swept
             swept = sweep_temporaries(j.output for j in jobs)
             if swept:
                 self.stats["temp_files_swept"] += len(swept)
-            if started:
-                ray.shutdown()
+            pool.close()
         return results
 
     # -- cluster -------------------------------------------------------------------------
@@ -183,13 +176,6 @@ class RayRunner:
                 slots.append(int(have // per_job))
         return min(slots) if slots else max(1, int(total.get("CPU", 1)))
 
-    def _start_workers(self, tasks: int) -> list[Any]:
-        n = min(tasks, self.slots(), self.max_workers or tasks)
-        cls = self._ray.remote(_Worker).options(
-            num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_restarts=-1,
-            max_task_retries=self.max_retries, scheduling_strategy="SPREAD")
-        return [cls.remote(self.worker_runner) for _ in range(max(1, n))]
-
     def failure_reason(self, exc: BaseException) -> str:
         """A failed Ray call's reason, worded as a failed job's."""
         ray = self._ray
@@ -200,6 +186,68 @@ class RayRunner:
             return (f"Ray worker died on all {self.max_retries + 1} attempt(s) "
                     f"(max_retries {self.max_retries}): {_first_line(exc)}")
         return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+class WorkerPool:
+    """The one pool of Ray worker actors, for a batch (`RayRunner.run`) and for the studio's
+    queue (`artconv.web.runner`): each actor reserves `cluster`'s --cpus-per-job and
+    --gpus-per-job, is restarted by Ray when its process dies and its calls retried
+    --max-retries times. Up to `size` actors of `actor_class(*args)` start as they are first
+    needed; `acquire` hands out an idle one and `release` takes it back (thread-safe: the
+    studio's worker threads share the pool). `options` are further Ray actor options."""
+
+    def __init__(self, cluster: RayRunner, actor_class: type, *args: Any, size: int = 1,
+                 **options: Any) -> None:
+        self.cluster = cluster
+        self.size = size
+        self._ray = import_ray()
+        self._new = lambda: self._ray.remote(actor_class).options(
+            num_cpus=cluster.cpus_per_job, num_gpus=cluster.gpus_per_job, max_restarts=-1,
+            max_task_retries=cluster.max_retries, **options).remote(*args)
+        self._actors: list[Any] = []
+        self._idle: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+        self._started = False  # this pool started Ray, so ends it
+
+    def connect(self) -> None:
+        """Join the cluster (`RayRunner.connect`) unless this process already has."""
+        if not self._ray.is_initialized():
+            self._started = self.cluster.connect()
+
+    def acquire(self, wait: bool = True) -> Any:
+        """An idle actor, a new one while fewer than `size` run, else the next released
+        (None at once when not `wait`)."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if len(self._actors) < self.size:
+                self.connect()
+                self._actors.append(self._new())
+                return self._actors[-1]
+        return self._idle.get() if wait else None
+
+    def __len__(self) -> int:
+        """How many actors run now."""
+        return len(self._actors)
+
+    def release(self, actor: Any) -> None:
+        self._idle.put(actor)
+
+    def kill(self) -> None:
+        """End every actor (their in-flight calls too); the pool may start new ones."""
+        with self._lock:
+            actors, self._actors, self._idle = self._actors, [], queue.Queue()
+        for actor in actors:
+            self._ray.kill(actor)
+
+    def close(self) -> None:
+        """End the actors, and Ray when this pool started it."""
+        self.kill()
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
 
 
 # -- worker side -------------------------------------------------------------------------

@@ -10,8 +10,16 @@ import typer
 from rich.table import Table
 
 from artconv import registry
-from artconv.batch.options import BatchOptions
-from artconv.cli.common import Ui, command, console, option_parameters, split_options, ui_parameters
+from artconv.batch.options import BatchOptions, RayOptions
+from artconv.cli.common import (
+    Ui,
+    command,
+    console,
+    flag_option,
+    option_parameters,
+    split_options,
+    ui_parameters,
+)
 from artconv.cli.style import routed_parameters
 from artconv.cli.video import video_parameters
 from artconv.errors import ArtconvError
@@ -108,11 +116,10 @@ def run_manifest(
     report: Optional[str] = typer.Option(None, "--report", help="JSON summary file."),  # noqa: UP045
     sheet: Optional[str] = typer.Option(None, "--sheet", help="Contact sheet PNG."),  # noqa: UP045
     engine: str = typer.Option("local", "--engine", help="local or ray."),
-    address: str = typer.Option("auto", "--address", help="Ray cluster address."),
-    gpus_per_job: float = typer.Option(0.0, "--gpus-per-job", min=0.0),
-    cpus_per_job: float = typer.Option(1.0, "--cpus-per-job", min=0.0),
-    max_retries: int = typer.Option(2, "--max-retries", min=0,
-                                    help="Ray: retries of a job whose worker died."),
+    address: str = flag_option(RayOptions, "address"),
+    gpus_per_job: float = flag_option(RayOptions, "gpus_per_job"),
+    cpus_per_job: float = flag_option(RayOptions, "cpus_per_job"),
+    max_retries: int = flag_option(RayOptions, "max_retries"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -158,8 +165,7 @@ def _execute(jobs: list, options: dict[str, Any], bopts: Any, ui: Ui,
     if bopts.engine == "ray":
         from artconv.batch.ray import RayRunner
 
-        runner = RayRunner(address=bopts.address, gpus_per_job=bopts.gpus_per_job,
-                           cpus_per_job=bopts.cpus_per_job, max_retries=bopts.max_retries)
+        runner = RayRunner(**bopts.ray.to_dict())
     # transient tasks: each job's bar goes when it ends, the overall bar stays
     with Progress(quiet=ui.quiet or ui.json, console=console, transient_tasks=True) as progress:
         report = batch.render(jobs, options, runner=runner, overwrite=bopts.overwrite,

@@ -80,6 +80,14 @@ def option_parameters(cls: type, *, exclude: tuple[str, ...] = ()) -> list[inspe
     return params
 
 
+def flag_option(cls: type, name: str) -> Any:
+    """The typer option of one field of a record with its real default, help and limits, for
+    a command whose signature is written out (`batch run`, `serve`)."""
+    f = next(f for f in option_fields(cls) if f.name == name)
+    return typer.Option(f.default, f.flag, *([f.short] if f.short else []), help=escape(f.help),
+                        min=f.min, max=f.max)
+
+
 def _default_text(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "none"

@@ -73,7 +73,7 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
 
 def _check_writes(options: DreamOptions, output: Path, inputs: list[Path], label: str) -> None:
     """Every file the dream will write, checked before the network loads."""
-    from artconv.outputs import check_write_paths, frame_path, frames_done
+    from artconv.outputs import check_write_paths, files_read, frame_path, frames_done
 
     if options.frames > 0:
         from artconv.deepdream.zoom import gif_path
@@ -86,7 +86,7 @@ def _check_writes(options: DreamOptions, output: Path, inputs: list[Path], label
             writes.append(("--gif", gif_path(output)))
     else:
         writes = planned_writes(label, output)
-    check_write_paths(writes, inputs)
+    check_write_paths(writes, files_read(inputs, [options.to_dict()]))
 
 
 def _dreamer(options: DreamOptions, image: Path, progress: Any) -> tuple[Any, Any]:

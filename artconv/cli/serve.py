@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from artconv import registry
-from artconv.cli.common import console
+from artconv.batch.options import RayOptions
+from artconv.cli.common import console, flag_option
 from artconv.errors import ArtconvError
 from artconv.outputs import check_folder
 
@@ -46,14 +47,10 @@ def serve(
                                         help="Largest upload accepted, in MB."),
     engine: str = typer.Option("local", "--engine", help="Where the queue runs: local (this "
                                "process) or ray (workers on a Ray cluster, see --workers)."),
-    address: str = typer.Option("auto", "--address", help="Ray cluster address: auto (a "
-                                "running local cluster, else a new one) or HOST:PORT."),
-    gpus_per_job: float = typer.Option(0.0, "--gpus-per-job", min=0.0,
-                                       help="GPUs the Ray worker reserves."),
-    cpus_per_job: float = typer.Option(1.0, "--cpus-per-job", min=0.0,
-                                       help="CPUs the Ray worker reserves."),
-    max_retries: int = typer.Option(2, "--max-retries", min=0,
-                                    help="Ray: retries of a job whose worker died."),
+    address: str = flag_option(RayOptions, "address"),
+    gpus_per_job: float = flag_option(RayOptions, "gpus_per_job"),
+    cpus_per_job: float = flag_option(RayOptions, "cpus_per_job"),
+    max_retries: int = flag_option(RayOptions, "max_retries"),
     workers: int = typer.Option(1, "--workers", min=1,
                                 help="Ray: jobs run at once, each on its own worker (one per "
                                 "GPU with --gpus-per-job 1)."),

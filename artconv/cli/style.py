@@ -129,7 +129,7 @@ def _run_routed(engine: str, values: dict[str, Any], kwargs: dict[str, Any],
     """`artconv style PHOTO --model M`: the fast engine (registry `route`), one pass."""
     from artconv.fast.pretrained import PUBLISHED
     from artconv.io.images import check_depth
-    from artconv.outputs import check_write_paths
+    from artconv.outputs import check_write_paths, files_read
     from artconv.presets import options_for
 
     if kwargs["styles"]:
@@ -152,7 +152,7 @@ def _run_routed(engine: str, values: dict[str, Any], kwargs: dict[str, Any],
     check_picture_suffix(output)
     check_depth(output, options.bit_depth)
     check_write_paths(planned_writes("--output" if kwargs["output"] else "output", output),
-                      [content_path, *([model] if model.exists() else [])])
+                      files_read([content_path], [options.to_dict()]))
     _run_fast(engine, options, content_path, output, ui)
 
 
@@ -184,17 +184,15 @@ def _run_fast(engine: str, options: Any, content_path: Path, output: Path, ui: U
 def _check_writes(options: Any, output: Path, inputs: list[Path], save_every: int,
                   label: str, resume: bool = False) -> None:
     """The output and every --save-every step, checked before any work."""
-    from artconv.outputs import check_write_paths
+    from artconv.outputs import check_write_paths, files_read
 
-    init_image = [Path(options.init)] if options.init not in ("content", "noise") else []
-    masks = [Path(m) for m in (*options.masks, *options.style_masks)]
     steps = sum(options.iterations_at(i) for i in range(len(options.ladder())))
     every = range(save_every, steps + 1, save_every) if save_every else ()
     scales = [("--resume", _scale_path(output, n)) for n in options.ladder()] if resume else []
     check_write_paths(planned_writes(label, output,
                                      [("--save-every", _step_path(output, k)) for k in every]
                                      + scales),
-                      [*inputs, *init_image, *masks])
+                      files_read(inputs, [options.to_dict()]))
 
 
 def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,

@@ -125,6 +125,7 @@ def _run(options: Any, engine_name: str, source: Any, output: Path, inputs: list
     from artconv import registry
     from artconv.engine import Interrupted
     from artconv.io.images import load_image
+    from artconv.outputs import files_read
     from artconv.progress import Progress
     from artconv.video.clip import run_clip
     from artconv.video.io import probe
@@ -139,7 +140,8 @@ def _run(options: Any, engine_name: str, source: Any, output: Path, inputs: list
 
     output = Path(output)
     check_clip_output(output)
-    check_clip_writes(output, inputs)  # before anything is decoded or loaded
+    # before anything is decoded or loaded
+    check_clip_writes(output, files_read(inputs, [options.to_dict()]))
     info = probe(source, video)
     check_selection(info, video)
     check_work_folder(output, clip_identity(engine_name, options, video, inputs))

@@ -121,22 +121,12 @@ def _pictures() -> str:
 
 
 # -- checks before any work -----------------------------------------------------------------------
-def network_files(opts: FeatureOptions) -> list[Path]:
-    """The files a run reads besides its images (a weights file, a backbone's .py): outputs
-    must not land on them either."""
-    files = []
-    if opts.weights and Path(opts.weights).is_file():
-        files.append(Path(opts.weights))
-    if opts.backbone:
-        files.append(Path(str(opts.backbone).rpartition(":")[0] or opts.backbone))
-    return files
-
-
 def check_write_paths(planned: Sequence[FeatureFiles], opts: FeatureOptions) -> None:
-    """Before any work: no file a run writes is one of its inputs (any image, the weights,
-    the backbone), no two writes name one file, and every folder can be written."""
+    """Before any work: no file a run writes is one of the files it reads (any image, the
+    weights, the backbone), no two writes name one file, and every folder can be written."""
     outputs.check_write_paths([w for files in planned for w in files.writes()],
-                              [files.image for files in planned] + network_files(opts))
+                              outputs.files_read([files.image for files in planned],
+                                                 [opts.to_dict()]))
 
 
 def check_files(files: FeatureFiles, opts: FeatureOptions) -> None:

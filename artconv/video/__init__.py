@@ -10,8 +10,7 @@ the names below load their module on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from artconv._moved import forward
 
 _NAMES = {
     "VideoOptions": "options", "run_clip": "clip", "temporal_frames": "clip",
@@ -19,11 +18,7 @@ _NAMES = {
     "warping_error": "stats",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"artconv.video.{_NAMES[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = forward(__name__, names={name: f"{__name__}.{module}"
+                                       for name, module in _NAMES.items()})
 
 __all__ = sorted(_NAMES)

@@ -8,10 +8,8 @@ is the server's alone (`artconv serve --weights/--arch`), so a page never starts
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import secrets
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from artconv import registry
 from artconv.errors import ArtconvError
 from artconv.fast.options import PUBLISHED_MODELS
 from artconv.io.files import url_cache_path, url_of
-from artconv.options import CoreOptions, base_type, literal_choices
+from artconv.options import CoreOptions, field_name, option_fields
 from artconv.presets import Preset, find_preset, is_preset_name, list_presets
 
 SWEEP_VALUES = (3, 8)  # fewest and most values of a sweep
@@ -68,29 +66,20 @@ def check_id(value: Any, what: str) -> str:
 def form_fields(engine: str, defaults: CoreOptions) -> list[dict[str, Any]]:
     """The fields of `engine`'s option record the page may set, with their help, range,
     choices and the studio's default: the page builds its form from these."""
-    cls = registry.options_class(engine)
-    hints = typing.get_type_hints(cls)
     values = defaults.to_dict()
     main = MAIN_FIELDS.get(engine, ())
     out = []
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("cli", True) or f.name in BLOCKED or f.name in SERVER_FIELDS:
+    for f in option_fields(registry.options_class(engine)):
+        if f.name in BLOCKED or f.name in SERVER_FIELDS:
             continue
-        tp, optional = base_type(hints[f.name])
-        choices = literal_choices(tp)
-        if f.name in NAMED_ONLY:
-            choices = tuple(dict.fromkeys((*NAMED_ONLY[f.name], values[f.name])))
-        if choices:
-            kind = "choice"
-        elif typing.get_origin(tp) is tuple:
-            kind = "list"
-        else:
-            kind = {bool: "bool", int: "int", float: "float"}.get(tp, "text")
-        out.append({"name": f.name, "label": f.name.replace("_", " "), "kind": kind,
-                    "choices": [c for c in choices or () if c is not None],
-                    "default": values[f.name], "help": f.metadata.get("help", ""),
-                    "min": f.metadata.get("min"), "max": f.metadata.get("max"),
-                    "optional": optional, "main": f.name in main})
+        kind, choices = f.kind, f.choices
+        if f.name in NAMED_ONLY:  # a text field whose page form is a choice of names
+            kind, choices = "choice", tuple(dict.fromkeys((*NAMED_ONLY[f.name],
+                                                           values[f.name])))
+        out.append({"name": f.name, "label": f.label, "kind": kind,
+                    "choices": [c for c in choices if c is not None],
+                    "default": values[f.name], "help": f.help, "min": f.min, "max": f.max,
+                    "optional": f.optional, "main": f.name in main})
     order = {name: i for i, name in enumerate(main)}
     return sorted(out, key=lambda d: (not d["main"], order.get(d["name"], 0)))
 
@@ -98,11 +87,10 @@ def form_fields(engine: str, defaults: CoreOptions) -> list[dict[str, Any]]:
 def browser_options(engine: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
     """The option overrides a page sent, checked: known fields only, none that names a
     file or code on this machine or the server's network; empty values mean "not given"."""
-    cls = registry.options_class(engine)
-    known = {f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
+    known = {f.name for f in option_fields(registry.options_class(engine))}
     out = {}
     for key, value in (given or {}).items():
-        name = str(key).replace("-", "_")
+        name = field_name(key)
         if name not in known:
             raise ArtconvError(f"option {key!r}: not an option of {engine}")
         if name in BLOCKED:

@@ -22,7 +22,6 @@ worker that dies is restarted by Ray and its job retried up to `max_retries` tim
 from __future__ import annotations
 
 import functools
-import queue
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -88,10 +87,7 @@ class StudioWorker:
         return render_records(self.runner, job_records, option_records, 1)
 
     def on_step(self, step: Step) -> bool:
-        record = {"engine": step.engine, "stage": step.stage, "stages": step.stages,
-                  "step": step.step, "steps": step.steps, "done": step.done,
-                  "total": step.total, "size": tuple(step.size), "frame": step.frame,
-                  "figures": {k: float(v) for k, v in step.figures.items()}}
+        record = step.to_dict()
         picture = self.previews.picture(step)
         with self.lock:
             self.steps.append(record)
@@ -122,7 +118,7 @@ class StudioRayRunner:
                  gpus_per_job: float = 0.0, cpus_per_job: float = 1.0,
                  max_retries: int = 2, previews_per_second: float = PREVIEWS_PER_SECOND,
                  workers: int = 1) -> None:
-        from artconv.batch.ray import RayRunner, import_ray
+        from artconv.batch.ray import RayRunner, WorkerPool, import_ray
 
         if workers < 1:
             raise ArtconvError(f"--workers {workers}: must be at least 1")
@@ -131,20 +127,18 @@ class StudioRayRunner:
         self.cluster = RayRunner(address, gpus_per_job=gpus_per_job,
                                  cpus_per_job=cpus_per_job, max_retries=max_retries)
         self._ray = import_ray()
+        # one job at a time each, and a second thread for `poll` while it renders
+        self.pool = WorkerPool(self.cluster, StudioWorker, previews_per_second, size=workers,
+                               max_concurrency=2)
         self.callback = callback
-        self.previews_per_second = previews_per_second
         self.stats: dict[str, int] = defaultdict(int)
         self.running: list[Job] = []
-        self._actors: list[Any] = []
-        self._idle: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
-        self._started = False  # this process started Ray, so ends it
 
     def connect(self) -> None:
         """Join the cluster and check it holds `workers` workers (an error naming the flag
         when it cannot); each worker starts with the first job it is needed for."""
-        if not self._ray.is_initialized():
-            self._started = self.cluster.connect()
+        self.pool.connect()
         slots = self.cluster.slots()
         if slots < self.workers:
             raise ArtconvError(f"--workers {self.workers}: the Ray cluster holds {slots} at "
@@ -153,31 +147,7 @@ class StudioRayRunner:
 
     def close(self) -> None:
         """End the workers (and Ray, when this process started it)."""
-        with self._lock:
-            actors, self._actors, self._idle = self._actors, [], queue.Queue()
-        for actor in actors:
-            self._ray.kill(actor)
-        if self._started:
-            self._ray.shutdown()
-            self._started = False
-
-    def _acquire(self) -> Any:
-        """An idle worker, a new one while fewer than `workers` run, else the next freed."""
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            if len(self._actors) < self.workers:
-                if not self._actors:
-                    self.connect()
-                cls = self._ray.remote(StudioWorker).options(
-                    num_cpus=self.cluster.cpus_per_job, num_gpus=self.cluster.gpus_per_job,
-                    max_restarts=-1, max_task_retries=self.cluster.max_retries,
-                    max_concurrency=2)
-                self._actors.append(cls.remote(self.previews_per_second))
-                return self._actors[-1]
-        return self._idle.get()
+        self.pool.close()
 
     def run(self, jobs: Sequence[Job], options: Mapping[str, CoreOptions], *,
             batch_size: int = 1, progress: Progress,
@@ -185,12 +155,12 @@ class StudioRayRunner:
         results: list[JobResult] = []
         record = recorder(results, on_result, progress)
         records = {e: options[e].to_dict() for e in sorted({j.engine for j in jobs})}
-        actor = self._acquire()
+        actor = self.pool.acquire()
         try:
             for job in jobs:
                 self._run_one(actor, job, records, record)
         finally:
-            self._idle.put(actor)
+            self.pool.release(actor)
         return results
 
     def _run_one(self, actor: Any, job: Job, records: Mapping[str, Any],
@@ -238,10 +208,7 @@ class StudioRayRunner:
         for i, fields in enumerate(steps):
             last = preview is not None and i == len(steps) - 1
             image = functools.partial(from_jpeg, preview) if last else None  # decoded if asked
-            step = Step(fields["engine"], fields["stage"], fields["stages"], fields["step"],
-                        fields["steps"], fields["done"], fields["total"], fields["figures"],
-                        tuple(fields["size"]), fields["frame"], _image=image)
-            if self.callback(step) is False:
+            if self.callback(Step.from_dict(fields, image)) is False:
                 stop = True
         return stop
 

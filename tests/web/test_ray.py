@@ -66,7 +66,7 @@ def make_ray_client(studio_folder, backbone_file, ray_address):
     yield make
     for client in opened:
         client.__exit__(None, None, None)
-        assert client.app.state.studio.runner._actors == []  # closing ended the workers
+        assert len(client.app.state.studio.runner.pool) == 0  # closing ended the workers
 
 
 @pytest.fixture
