@@ -12,6 +12,7 @@ import time
 import pytest
 from PIL import Image
 
+from artconv import registry
 from artconv.io.images import read_recipe
 from artconv.style.options import StyleOptions
 from artconv.web.forms import BLOCKED, SERVER_FIELDS
@@ -57,7 +58,7 @@ def test_page_and_form_fields_come_from_the_option_record(make_client):
     assert page.status_code == 200 and "artconv studio" in page.text
     assert client.get("/static/studio.js").status_code == 200
     info = client.get("/api/info").json()
-    assert set(info["engines"]) == {"style", "dream", "features"}
+    assert set(info["engines"]) == set(registry.names())  # fast (trained networks) too
     style = {f["name"]: f for f in info["engines"]["style"]["fields"]}
     cli_fields = {f.name for f in dataclasses.fields(StyleOptions) if f.metadata.get("cli", True)}
     assert set(style) == cli_fields - BLOCKED - set(SERVER_FIELDS)
