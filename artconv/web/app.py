@@ -32,6 +32,7 @@ from fastapi.staticfiles import StaticFiles
 
 from artconv import __version__, registry
 from artconv.errors import ArtconvError
+from artconv.web.live import MODEL_UPLOAD_PATH, live_routes  # live mode (issue 23)
 from artconv.web.studio import (
     FINISHED,
     SERVER_FIELDS,
@@ -83,7 +84,9 @@ def create_app(studio: Studio, *, token: str | None = None,
                 return PlainTextResponse("401: this studio needs its token (open the address "
                                          "`artconv serve` printed)", status_code=401)
         declared = request.headers.get("content-length", "")
-        if request.url.path != "/api/uploads" and declared.isdigit() and \
+        # uploads and live model uploads (issue 23) cap their own bodies
+        if request.url.path not in ("/api/uploads", MODEL_UPLOAD_PATH) and \
+                declared.isdigit() and \
                 int(declared) > MAX_REQUEST_BYTES:
             return PlainTextResponse("request too large", status_code=413)
         if request.method not in ("GET", "HEAD") and not _same_origin(request):
@@ -106,6 +109,7 @@ def create_app(studio: Studio, *, token: str | None = None,
         return JSONResponse({"error": "not found"}, status_code=404)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(live_routes(studio))  # live mode (issue 23): artconv/web/live.py
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
