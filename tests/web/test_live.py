@@ -193,3 +193,28 @@ def test_the_studio_guard_covers_the_live_routes(client, tmp_path):
                       headers=evil).status_code == 403
         other_host = {**headers, "host": "attacker.example"}
         assert c.get("/api/live/models", headers=other_host).status_code == 403
+
+
+def test_a_model_is_loaded_once_per_content_and_again_when_it_changes(tmp_path, monkeypatch):
+    import artconv.fast.pretrained as pretrained
+    from artconv.web.live import Live
+    from artconv.web.studio import Studio
+
+    path = tiny_model(tmp_path / "studio" / "models" / "tiny.safetensors")
+    live = Live(Studio(tmp_path / "studio", defaults=LIVE))
+    opened: list[Path] = []
+    original = pretrained.open_model
+
+    def counting(spec, device="cpu"):
+        opened.append(Path(spec))
+        return original(spec, device)
+
+    monkeypatch.setattr(pretrained, "open_model", counting)
+    frame = jpeg_bytes(make_image(tmp_path / "frame.png", (64, 48)))
+    first = live.frame("tiny.safetensors", frame, 64, "a")[0]
+    live.frame("tiny.safetensors", frame, 64, "b")
+    assert opened == [path]  # the second frame used the loaded network
+    tiny_model(path, seed=9)  # the file now holds another network
+    changed = live.frame("tiny.safetensors", frame, 64, "a")[0]
+    assert opened == [path, path]
+    assert changed != first
