@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine  # noqa: E402
 
+from artconv.device import autocast, resolve_device, resolve_precision  # noqa: E402
 from artconv.fast.model import save_model  # noqa: E402
 from artconv.fast.net import TransformerNet  # noqa: E402
 from artconv.web.live import Live  # noqa: E402
@@ -78,7 +79,8 @@ def main() -> None:
         _, model = live.open("bench.safetensors")
         x = torch.rand(1, 3, args.size * 3 // 4, args.size)
         forward = []
-        with torch.no_grad():
+        device = resolve_device("cpu")
+        with torch.no_grad(), autocast(device, resolve_precision(args.precision, device)):
             for _ in range(args.frames):
                 start = time.perf_counter()
                 model.net(x)
@@ -97,8 +99,8 @@ def main() -> None:
     print(f"CPU time per frame: median {spent * 1000:.1f} ms -> on {args.threads} idle "
           f"cores ~{spent / args.threads * 1000:.1f} ms = ~{args.threads / spent:.1f} "
           "frames/s (estimate)")
-    print(f"forward pass alone: median {statistics.median(forward) * 1000:.1f} ms, best "
-          f"{min(forward) * 1000:.1f} ms")
+    print(f"forward pass alone ({args.precision}): median "
+          f"{statistics.median(forward) * 1000:.1f} ms, best {min(forward) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
