@@ -84,7 +84,9 @@ class Live:
 
     # -- models ---------------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
-        """What the page lists: id (what requests name), label, kind and file size."""
+        """What the page lists: id (what requests name), label (with the network's shape
+        where the header tells it: width 16 is the light model), kind and file size."""
+        from artconv.fast.model import read_header
         from artconv.fast.pretrained import published_on_disk
 
         found = []
@@ -92,8 +94,16 @@ class Live:
             if path.name.startswith(".") or path.suffix.lower() not in MODEL_SUFFIXES or \
                     not path.is_file():
                 continue
-            found.append({"id": path.name, "label": path.stem, "bytes": path.stat().st_size,
-                          "kind": "artconv" if path.suffix == ".safetensors"
+            label = path.stem
+            if path.suffix.lower() == ".safetensors":
+                try:
+                    shape = read_header(path)
+                    blocks = shape["blocks"]
+                    label += f" (width {shape['width']}, {blocks} block{'s' * (blocks != 1)})"
+                except ArtconvError:
+                    label += " (not a model)"
+            found.append({"id": path.name, "label": label, "bytes": path.stat().st_size,
+                          "kind": "artconv" if path.suffix.lower() == ".safetensors"
                           else "pytorch/examples"})
         found += [{"id": PUBLISHED_PREFIX + name, "label": f"{name} (published)",
                    "bytes": None, "kind": "pytorch/examples"} for name in published_on_disk()]

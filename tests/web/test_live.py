@@ -79,7 +79,9 @@ def test_live_photo_is_the_model_run_directly(client, tmp_path):
     model = tiny_model(tmp_path / "studio" / "models" / "tiny.safetensors")
     photo = make_image(tmp_path / "photo.png", (96, 64))
     with client() as c:
-        assert [m["id"] for m in c.get("/api/live/models").json()] == ["tiny.safetensors"]
+        (listed,) = c.get("/api/live/models").json()
+        assert (listed["id"], listed["label"]) == ("tiny.safetensors",
+                                                   "tiny (width 4, 1 block)")
         uid = c.post("/api/uploads", content=photo.read_bytes()).json()["id"]
         r = c.post("/api/live/stylize", json={"model": "tiny.safetensors", "upload": uid,
                                               "size": 512})
