@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -36,7 +37,7 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
 from artconv.errors import ArtconvError
-from artconv.web.studio import Studio, jpeg, new_id
+from artconv.web.studio import Studio, jpeg
 
 if TYPE_CHECKING:
     from artconv.fast.pretrained import Model
@@ -162,9 +163,16 @@ class Live:
             raise ArtconvError(f"model upload {given}: more than the {MAX_MODEL_BYTES} "
                                "bytes allowed")
         stem = _NAME.sub("_", Path(given).stem).strip("._")[:80] or "model"
-        tmp = self.folder / f".{new_id()}{suffix}"
+        # hidden (never listed or served) and with the suffix open_model reads the kind by
         try:
-            tmp.write_bytes(data)
+            fd, name = tempfile.mkstemp(dir=self.folder, prefix=".upload-", suffix=suffix)
+        except OSError as exc:
+            raise ArtconvError(f"model upload {given}: cannot be kept ({exc.strerror})"
+                               ) from None
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
             try:
                 model = open_model(tmp)
             except ArtconvError as exc:  # the message names the upload, not a server path
