@@ -194,11 +194,12 @@ class Live:
     def stylize(self, ref: str, upload: str, size: int) -> bytes:
         """The studio upload `upload` styled by model `ref` at `size` px (never enlarged),
         as PNG: lossless, so the page's blend shows what the model made."""
-        from artconv.io.images import load_image, to_pil
+        from artconv.io.images import image_hw, load_image, to_pil
 
-        size = _size(size, "size")
-        photo = load_image(self.studio.upload_path(upload))
-        size = min(size, max(photo.shape[-2:]))
+        path = self.studio.upload_path(upload)
+        # read at the size it runs at: a 100 MP upload is never decoded in full
+        size = min(_size(size, "size"), max(image_hw(path)))
+        photo = load_image(path, size)
         with self._device(None, 0):
             out = self._run(ref, photo, size)
         buffer = io.BytesIO()
