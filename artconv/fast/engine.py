@@ -37,13 +37,16 @@ class FastStyle:
 
     def __init__(self, options: FastOptions | None = None, *, extractor: Any = None,
                  callback: Callback | None = None, progress: Any = None,
-                 **overrides: Any) -> None:
+                 model: Model | None = None, **overrides: Any) -> None:
+        """`model`: the network `options.model` names, already opened on this device (a
+        server keeps it loaded between calls); opened here when None."""
         del extractor  # a trained network needs no loss network
         opts = options or FastOptions()
         self.options = opts.replace(**overrides) if overrides else opts.validated()
         self.device = resolve_device(self.options.device)
         self.precision = resolve_precision(self.options.precision, self.device)
-        self.model: Model = open_model(self.options.model, self.device)
+        self.model: Model = model if model is not None else \
+            open_model(self.options.model, self.device)
         self.net = self.model.net
         self.callback, self.progress = callback, progress
         self.last_figures: dict[str, float] = {}

@@ -59,6 +59,23 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     return net.to(device).eval(), recipe if isinstance(recipe, dict) else {}
 
 
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The network's shape (`width`, `blocks`, `scale`, ...) from a model file's header,
+    without reading its tensors (a list of models); one-line `ArtconvError` otherwise."""
+    path = Path(path)
+    check_regular_file(path)
+    try:
+        with safe_open(str(path), "pt", device="cpu") as fh:
+            metadata = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        raise ArtconvError(f"{path}: not an artconv style model (not a readable safetensors "
+                           "file)") from None
+    if MODEL_KEY not in metadata:
+        raise ArtconvError(f"{path}: not an artconv style model (a safetensors file without "
+                           f"the '{MODEL_KEY}' header entry)")
+    return _header(path, metadata)
+
+
 def net_from_state(path: Path, state: Mapping[str, torch.Tensor], *, width: int, blocks: int,
                    scale: float = 1.0) -> TransformerNet:
     """A TransformerNet of that shape with `state` loaded; missing, extra or misshapen

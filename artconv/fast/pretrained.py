@@ -25,7 +25,7 @@ from artconv.errors import ArtconvError
 from artconv.fast.model import load_model, net_from_state
 from artconv.fast.net import TransformerNet
 from artconv.fast.options import PUBLISHED_MODELS
-from artconv.io.files import atomic_path, download, url_of
+from artconv.io.files import atomic_path, download, url_cache_path, url_of
 from artconv.nets.weights import read_state_dict
 from artconv.outputs import file_sha256
 
@@ -83,6 +83,11 @@ def _local(name: str) -> Path:
         raise ArtconvError(f"{name}: no such model file")
     raise ArtconvError(f"--model {name}: no such model file, and not a published model's "
                        f"name ({', '.join(PUBLISHED)})")
+
+
+def published_on_disk() -> list[str]:
+    """The published models usable without a download (their zip is in the cache)."""
+    return list(PUBLISHED) if url_cache_path(PUBLISHED_ZIP).is_file() else []
 
 
 def published_file(name: str) -> Path:

@@ -37,6 +37,7 @@ from artconv.errors import ArtconvError
 from artconv.web import events
 from artconv.web.forms import SERVER_FIELDS, SWEEP_FIELDS, SWEEP_VALUES, form_fields, preset_list
 from artconv.web.jobs import FINISHED
+from artconv.web.live import live_routes  # live mode (issue 23)
 from artconv.web.security import RequestTooLarge, guard, read_json
 from artconv.web.studio import Studio
 
@@ -78,6 +79,7 @@ def create_app(studio: Studio, *, token: str | None = None,
         return PlainTextResponse("request too large", status_code=413)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(live_routes(studio))  # live mode: artconv/web/live.py
     _page_routes(app, studio)
     _job_routes(app, studio)
     _event_routes(app, studio)

@@ -27,6 +27,7 @@ from artconv.errors import ArtconvError
 COOKIE = "artconv_token"
 MAX_REQUEST_BYTES = 1024 * 1024  # any request but an upload: a form is a few KB
 UPLOADS = "/api/uploads"
+MODEL_UPLOAD_PATH = "/api/live/models"  # a live model upload (web/live.py)
 _PORTS = {"http": 80, "https": 443}
 
 Middleware = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
@@ -45,7 +46,8 @@ def guard(token: str | None) -> Middleware:
             return PlainTextResponse("401: this studio needs its token (open the address "
                                      "`artconv serve` printed)", status_code=401)
         declared = request.headers.get("content-length", "")
-        if request.url.path != UPLOADS and declared.isdigit() and \
+        # uploads and live model uploads cap their own bodies as they read them
+        if request.url.path not in (UPLOADS, MODEL_UPLOAD_PATH) and declared.isdigit() and \
                 int(declared) > MAX_REQUEST_BYTES:
             return PlainTextResponse("request too large", status_code=413)
         if request.method not in ("GET", "HEAD") and not same_origin(request):
