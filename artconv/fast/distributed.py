@@ -44,6 +44,9 @@ MAX_FAILURES = 3
 def import_ray_train() -> Any:
     """The `ray` module with `ray.train.torch` loaded, or an ArtconvError with the install
     hint (Ray Train also needs the extra's pandas and pyarrow, hence not just `import ray`)."""
+    # The Train V2 API (a worker's return value, failures per worker) is opt-in from Ray 2.43
+    # and the default later: ask for it, so every Ray the extra allows behaves alike.
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     try:
         import ray
         import ray.train.torch  # noqa: F401 - loads ray.train and ray.train.torch
