@@ -169,8 +169,8 @@ class LocalRunner:
         from artconv.video.options import VideoOptions
 
         def work() -> None:
-            if spec.name not in ("style", "dream"):
-                raise ArtconvError(f"{job.input}: clips run with the style and dream "
+            if spec.name not in ("style", "dream", "fast"):
+                raise ArtconvError(f"{job.input}: clips run with the style, dream and fast "
                                    f"engines, not {spec.name}")
             engine = self.engine(spec, opts)
             sources, inputs = style_inputs(spec, job, opts)

@@ -16,7 +16,7 @@ from artconv.cli.video import video_parameters
 from artconv.errors import ArtconvError
 
 # Engines whose batches take clips (a clip, a frames folder or glob is one job each).
-CLIP_ENGINES = ("style", "dream")
+CLIP_ENGINES = ("style", "dream", "fast")
 # What `artconv batch ENGINE --help` says (an engine without a line here gets its summary).
 ENGINE_HELP = {
     "style": "Every input x every style (or all styles blended with --blend-styles).",

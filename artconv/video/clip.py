@@ -59,6 +59,7 @@ from artconv.outputs import (
     sidecar,
 )
 from artconv.video import flow as flowlib
+from artconv.video.feedforward import FeedForwardLoop, feeds_forward
 from artconv.video.io import (
     AudioSource,
     ClipInfo,
@@ -70,6 +71,7 @@ from artconv.video.io import (
 )
 from artconv.video.options import VideoOptions
 from artconv.video.temporal import TemporalPrior, pixel_weight
+from artconv.video.times import FrameTimes
 
 FrameLike = np.ndarray | torch.Tensor
 # The work folder's layout is named in artconv.outputs, so the path checks and `artconv
@@ -186,17 +188,6 @@ class _Frame:
     pixels: np.ndarray  # (h, w, 3) uint8 at the working size, for the flow
     content: torch.Tensor  # (1, 3, h, w) float on the CPU
     flows: Future | None = None  # -> {j: (backward, c, consistent)}
-
-
-@dataclass
-class FrameTimes:
-    """Where a clip's time went (seconds, summed over frames)."""
-
-    engine: float = 0.0
-    flow_wait: float = 0.0  # waiting for the flow thread (the rest of the flow overlapped)
-    flow: float = 0.0  # spent in the flow thread
-    frames: int = 0
-    scenes: int = 0
 
 
 class TemporalLoop:
@@ -404,6 +395,9 @@ def clip_identity(engine: str, options: Any, video: VideoOptions, inputs: Sequen
     options, the clip options that shape the frames, and every input by its content."""
     record = video.to_dict()
     record.pop("crf")  # the encoding only
+    record.pop("batch")  # frames per network pass: the same frames either way
+    if not video.flow_blend:  # off, as in work folders made before it existed
+        record.pop("flow_blend")
     if not video.segment_frames:
         record.pop("segment_overlap")
     return {"engine": engine, "options": options_by_content(options.to_dict()),
@@ -480,7 +474,9 @@ def run_clip(engine: Any, source: str | Path, output: str | Path, *,
         folder, first = segment_folder(output, span), span[0]
         _check_folder(folder, {**identity, "segment": list(span)})
     done = frames_done(folder)
-    loop = TemporalLoop(engine, video, styles=styles, callback=callback, display=display)
+    # A trained network (one pass a frame) has a loop of its own (artconv.video.feedforward).
+    loop = (FeedForwardLoop if feeds_forward(engine) else TemporalLoop)(
+        engine, video, styles=styles, callback=callback, display=display)
     previous = {k: load_image(frame_path(folder, k))[None]
                 for k in range(max(1, done - loop.lookback + 1), done + 1)}
     # Decoded at the size the engine works at, so a huge frame never exists at full size.
