@@ -6,7 +6,7 @@
         --model plain=/tmp/plain.safetensors --model temporal=/tmp/temporal.safetensors \
         --blend 0,0.5 --sheet /tmp/flicker_sheet.png
 
-`speed`: the network alone (`FastStyle.run` on `--batch` frames, after one warm-up pass) at
+`speed`: the network alone (`FastStyle.run` on `--batch` frames, after a small warm-up) at
 854x480 and 1920x1080, fp32 and bf16, for random-weight networks of each --width (5
 residual blocks; the weights do not change the speed). `clip`: the whole clip driver
 (`run_clip`: decode, the passes, a PNG per frame, encode) on a clip, frames per second.
@@ -79,7 +79,9 @@ def bench_speed(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for precision in args.precisions.split(","):
                     engine = FastStyle(FastOptions(model=str(model), precision=precision,
                                                    device="cpu"))
-                    engine.run(frames[:1])  # warm-up: the kernels for this size
+                    # warm-up (threads, weights, kernels) at a quarter of the size: a
+                    # first pass at 1080p would cost as much as the one timed
+                    engine.run(frames[:1, :, : h // 4, : w // 4])
                     start = time.perf_counter()
                     engine.run(frames)
                     seconds = time.perf_counter() - start
