@@ -20,7 +20,9 @@ Two optional fields tell a batch how to feed it:
   `run_job(input, output, options, *, extractor=..., progress=...)`;
 * `clip_frames_path`: "module:Class" of the wrapper that runs the engine frame by frame in
   a clip (`artconv.video.loop`), or None for an engine that takes no clips: the CLI, batch
-  and the clip driver ask `takes_clips` / `clip_frames`, never an engine's name.
+  and the clip driver ask `takes_clips` / `clip_frames`, never an engine's name;
+* `clip_loop_path`: "module:Class" of a clip loop of the engine's own, used instead of the
+  temporal loop (a trained network: one pass a frame, batched, no optical flow needed).
 
 Two more say what an engine needs and where its jobs come from:
 
@@ -60,6 +62,7 @@ class EngineSpec:
     network: bool = True  # needs a FeatureExtractor (a batch loads one for it)
     via: tuple[str, str] | None = None  # (engine, option): that engine's jobs with the option
     clip_frames_path: str | None = None  # "module:Class": the engine frame by frame in a clip
+    clip_loop_path: str | None = None  # "module:Class": a clip loop of its own (no flow needed)
 
     @property
     def engine(self) -> type:
@@ -75,7 +78,11 @@ class EngineSpec:
 
     @property
     def takes_clips(self) -> bool:
-        return self.clip_frames_path is not None
+        return self.clip_frames_path is not None or self.clip_loop_path is not None
+
+    @property
+    def clip_loop(self) -> Any | None:
+        return _load(self.clip_loop_path) if self.clip_loop_path else None
 
     @property
     def clip_frames(self) -> Any | None:
@@ -106,7 +113,8 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
     EngineSpec("fast", FastOptions, "artconv.fast.engine:FastStyle",
                "artconv.io.writers:write_picture", "{content}_fast.png",
                summary="Fast style: a trained style network, one pass per photo (--model)",
-               network=False, via=("style", "model")),
+               network=False, via=("style", "model"),
+               clip_loop_path="artconv.video.feedforward:FeedForwardLoop"),
 )}
 
 
@@ -152,3 +160,9 @@ def route(name: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 def clip_engines() -> tuple[str, ...]:
     """The engines that take clips."""
     return tuple(name for name, spec in ENGINES.items() if spec.takes_clips)
+
+
+def clip_engines_text() -> str:
+    """The engines that take clips, as a message names them ("style, dream and fast")."""
+    *most, last = clip_engines()
+    return f"{', '.join(most)} and {last}" if most else last

@@ -171,7 +171,7 @@ class LocalRunner:
         def work() -> None:
             if not spec.takes_clips:
                 raise ArtconvError(f"{job.input}: clips run with the "
-                                   f"{' and '.join(registry.clip_engines())} engines, not "
+                                   f"{registry.clip_engines_text()} engines, not "
                                    f"{spec.name}")
             engine = self.engine(spec, opts)
             sources, inputs = style_inputs(spec, job, opts)
@@ -182,7 +182,8 @@ class LocalRunner:
                          styles=inputs.get("styles", ()), inputs=[job.input, *sources],
                          # an engine that shows its steps itself (style) needs no
                          # display; a dream call's callback replaces its display
-                         display=None if spec.clip_frames.shows_steps else self.on_step,
+                         display=None if (spec.clip_frames or spec.clip_loop).shows_steps
+                         else self.on_step,
                          span=job.segment)
             finally:
                 self._count(spec, engine)

@@ -25,6 +25,7 @@ from artconv.cli.common import (
     ui_parameters,
 )
 from artconv.cli.video import (
+    fast_clip,
     is_video_input,
     pop_video,
     refuse_clip_flags,
@@ -136,14 +137,14 @@ def _run_routed(engine: str, values: dict[str, Any], kwargs: dict[str, Any],
         raise ArtconvError(f"{kwargs['styles'][0]}: a style argument and --model: the model "
                            "is the style; give one of them")
     content = kwargs["content"]
-    if is_video_input(content):
-        raise ArtconvError(f"{content}: --model runs on photos; clips with a trained network "
-                           "are not supported yet")
-    refuse_clip_flags(clip_options, partial, content)
     for flag_, given in (("--save-every", kwargs["save_every"]), ("--resume", kwargs["resume"])):
         if given:
             raise ArtconvError(f"{flag_}: does not apply with --model (one pass, no steps)")
     options = options_for(engine, kwargs["preset"], values)
+    if is_video_input(content):  # a clip, a frames folder or 'frames/*.png'
+        fast_clip(engine, options, kwargs, clip_options, partial)
+        return
+    refuse_clip_flags(clip_options, partial, content)
     ui = Ui(quiet=kwargs["quiet"], json=kwargs["json_out"])
     content_path = Path(content)
     model = Path(options.model)

@@ -90,6 +90,7 @@ def style_clip(kwargs: dict[str, Any], given: dict[str, Any], partial: bool) -> 
     if kwargs.get("save_every"):
         raise ArtconvError("--save-every: not for clips (every finished frame is kept in "
                            "the work folder)")
+    VideoOptions.check_engine("style", given, "style")
     video = VideoOptions.from_dict(given, source="clip options")
     overrides = split_options(StyleOptions, kwargs)
     ui = Ui(quiet=kwargs["quiet"], json=kwargs["json_out"])
@@ -110,6 +111,7 @@ def dream_clip(image: Path, output: Path | None, options: Any, given: dict[str, 
 
     if options.frames:
         raise ArtconvError("--frames: zoom videos start from a still image, not a clip")
+    VideoOptions.check_engine("dream", given, "dream")
     video = VideoOptions.from_dict(given, source="clip options")
     from artconv.video.io import is_clip
 
@@ -118,6 +120,21 @@ def dream_clip(image: Path, output: Path | None, options: Any, given: dict[str, 
     output = output or beside_input(base, f"{clip_stem(image)}_dream.mp4")
     inputs = [image] + [Path(p) for p in (options.guide, options.mask) if p]
     _run(options, "dream", image, output, inputs, video, partial, ui, [])
+
+
+def fast_clip(engine_name: str, options: Any, kwargs: dict[str, Any], given: dict[str, Any],
+              partial: bool) -> None:
+    """`artconv style CLIP --model M`: the trained network frame by frame
+    (`artconv.video.feedforward`)."""
+    from artconv.fast.pretrained import PUBLISHED
+
+    VideoOptions.check_engine(engine_name, given, "--model")
+    video = VideoOptions.from_dict(given, source="clip options")
+    ui = Ui(quiet=kwargs["quiet"], json=kwargs["json_out"])
+    source = kwargs["content"]
+    stem = options.model if options.model in PUBLISHED else Path(options.model).stem
+    output = kwargs["output"] or Path.cwd() / f"{clip_stem(source)}_{stem}.mp4"
+    _run(options, engine_name, source, output, [Path(source)], video, partial, ui, [])
 
 
 def _run(options: Any, engine_name: str, source: Any, output: Path, inputs: list[Path],
@@ -152,7 +169,7 @@ def _run(options: Any, engine_name: str, source: Any, output: Path, inputs: list
     if spec.takes_styles:
         engine.check_sizes(hw, [s.shape[-2:] for s in styles], content_name=str(source),
                            style_names=[str(p) for p in style_paths])
-    else:
+    elif engine_name == "dream":
         from artconv.io.images import fit_longest
 
         engine.check_size(fit_longest(hw, options.size) if options.size else hw,
@@ -180,11 +197,13 @@ def _run(options: Any, engine_name: str, source: Any, output: Path, inputs: list
     seconds = time.perf_counter() - started
     where = output if result.encoded else folder
     per_frame = result.times.engine / max(result.times.frames, 1)
+    rate = result.new / seconds if seconds > 0 else 0.0
     ui.say(f"wrote {where} ({result.frames} frames, {result.new} new, {seconds:.1f} s, "
-           f"{per_frame:.2f} s a frame)")
+           f"{per_frame:.2f} s a frame, {rate:.2f} frames/s)")
     ui.result({"output": str(where), "frames": result.frames, "new_frames": result.new,
                "work_folder": str(folder), "encoded": result.encoded,
                "seconds": round(seconds, 3), "seconds_per_frame": round(per_frame, 3),
+               "frames_per_second": round(rate, 3),
                "flow_seconds": round(result.times.flow, 3),
                "flow_wait_seconds": round(result.times.flow_wait, 3),
                "scenes": result.times.scenes})
@@ -235,5 +254,5 @@ def register(app: typer.Typer) -> None:
     app.command("video-stats")(video_stats)
 
 
-__all__ = ["clip_stem", "dream_clip", "pop_video", "refuse_clip_flags",
+__all__ = ["clip_stem", "dream_clip", "fast_clip", "pop_video", "refuse_clip_flags",
            "register", "style_clip", "video_parameters"]

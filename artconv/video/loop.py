@@ -50,6 +50,7 @@ from artconv.video import flow as flowlib
 from artconv.video.io import ClipInfo, read_frames
 from artconv.video.options import VideoOptions
 from artconv.video.temporal import TemporalPrior, pixel_weight
+from artconv.video.times import FrameTimes
 from artconv.video.work import (
     Span,
     encode_folder,
@@ -167,8 +168,14 @@ def frames_engine(engine: Any, video: VideoOptions, styles: Sequence[torch.Tenso
     spec = registry.get(engine.name)
     if spec.clip_frames is None:
         raise ArtconvError(f"{engine.name}: clips run with the "
-                           f"{' and '.join(registry.clip_engines())} engines")
+                           f"{registry.clip_engines_text()} engines")
     return spec.clip_frames(engine, video, styles)
+
+
+def clip_loop(engine: Any) -> type:
+    """The loop that runs `engine` over a clip: the temporal loop below, or the engine's own
+    (its registry `clip_loop`: a trained network's one pass a frame)."""
+    return registry.get(engine.name).clip_loop or TemporalLoop
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -178,17 +185,6 @@ class _Frame:
     pixels: np.ndarray  # (h, w, 3) uint8 at the working size, for the flow
     content: torch.Tensor  # (1, 3, h, w) float on the CPU
     flows: Future | None = None  # -> {j: (backward, c, consistent)}
-
-
-@dataclass
-class FrameTimes:
-    """Where a clip's time went (seconds, summed over frames)."""
-
-    engine: float = 0.0
-    flow_wait: float = 0.0  # waiting for the flow thread (the rest of the flow overlapped)
-    flow: float = 0.0  # spent in the flow thread
-    frames: int = 0
-    scenes: int = 0
 
 
 class TemporalLoop:
@@ -317,7 +313,7 @@ def temporal_frames(engine: Any, frames: Iterable[FrameLike], *,
                     callback: Callback | None = None) -> Iterator[torch.Tensor]:
     """The engine (style or dream) on every frame of `frames` ((H, W, 3) uint8 arrays or
     (3, H, W) tensors in [0, 1]), kept steady by optical flow; yields (3, h, w) outputs."""
-    loop = TemporalLoop(engine, video, styles=styles, callback=callback)
+    loop = clip_loop(engine)(engine, video, styles=styles, callback=callback)
     for _, out in loop.run(frames):
         yield out
 
@@ -354,7 +350,7 @@ def run_frames(engine: Any, source: str | Path, output: str | Path, *,
                                            inputs, span=span)
     first = 1 if span is None else span[0]
     done = frames_done(folder)
-    loop = TemporalLoop(engine, video, styles=styles, callback=callback, display=display)
+    loop = clip_loop(engine)(engine, video, styles=styles, callback=callback, display=display)
     previous = {k: load_image(frame_path(folder, k))[None]
                 for k in range(max(1, done - loop.lookback + 1), done + 1)}
     # Decoded at the size the engine works at, so a huge frame never exists at full size.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from artconv.errors import ArtconvError
-from artconv.options import Options, opt
+from artconv.options import Options, flag, opt
 
 # Ruder et al. (artistic-videos): content 5, temporal 1e3, both on 0..255 caffe pixels.
 RUDER_TEMPORAL_PER_CONTENT = 200.0
@@ -17,6 +17,14 @@ MAX_SECONDS = 3.6e9
 # The slowest frames-folder rate the driver can keep as a fraction with denominator <= 1001
 # (smaller ones round to 0 frames a second).
 MIN_FPS = 0.001
+
+
+# Clip options that mean something to some engines only (the rest apply to every clip):
+# given to another engine's clip they are refused rather than silently ignored.
+ENGINE_ONLY = {"temporal_weight": ("style",), "temporal_frames": ("style",),
+               "frame_iterations": ("style",), "frame_blend": ("dream",),
+               "flow_blend": ("fast",), "batch": ("fast",)}
+ENGINE_NAMES = {"style": "style", "dream": "dream", "fast": "--model"}
 
 
 @dataclass
@@ -41,6 +49,14 @@ class VideoOptions(Options):
         0.5, "Dream: each frame starts from this much of the previous dream warped by the "
         "flow, the rest the new frame (0 = independent frames; 1 = the dream keeps growing).",
         min=0, max=1)
+    flow_blend: float = opt(
+        0.0, "Trained network (--model): mix this much of the previous output, warped by "
+        "the optical flow, into each new output where the forward-backward check finds the "
+        "pixel in both frames (0 = off: no flow is computed; 1 = those pixels keep the "
+        "previous output).", min=0, max=1)
+    batch: int = opt(
+        4, "Trained network (--model): frames per forward pass (lower it to cap memory at "
+        "large sizes).", min=1, max=1024)
     flow: Literal["dis", "raft"] = opt(
         "dis", "Optical flow: dis (OpenCV's DIS, CPU, real time at 480p) or raft "
         "(torchvision's RAFT; weights downloaded once; wants a GPU).")
@@ -78,6 +94,16 @@ class VideoOptions(Options):
         if self.segment_frames and 2 * self.segment_overlap > self.segment_frames:
             raise ArtconvError(f"--segment-overlap {self.segment_overlap}: at most half of "
                                f"--segment-frames {self.segment_frames}")
+
+    @staticmethod
+    def check_engine(engine: str, given: dict[str, object], what: str) -> None:
+        """Refuse a clip option `given` (by name) that `engine` does not use; `what` names
+        the engine for the user (e.g. "--model")."""
+        for name in given:
+            if engine not in ENGINE_ONLY.get(name, (engine,)):
+                raise ArtconvError(f"{flag(name)}: does not apply to {what} (only to "
+                                   f"{' and '.join(ENGINE_NAMES[e] for e in ENGINE_ONLY[name])}"
+                                   " clips)")
 
     @property
     def lookback(self) -> int:

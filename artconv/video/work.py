@@ -94,6 +94,9 @@ def clip_identity(engine: str, options: Any, video: VideoOptions, inputs: Sequen
     options, the clip options that shape the frames, and every input by its content."""
     record = video.to_dict()
     record.pop("crf")  # the encoding only
+    record.pop("batch")  # frames per network pass: the same frames either way
+    if not video.flow_blend:  # off, as in work folders made before it existed
+        record.pop("flow_blend")
     if not video.segment_frames:
         record.pop("segment_overlap")
     return {"engine": engine, "options": options_by_content(options.to_dict()),

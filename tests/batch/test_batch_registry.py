@@ -85,11 +85,12 @@ def test_an_engine_takes_clips_when_its_registry_entry_says_so(tmp_path, monkeyp
     opts = InvertOptions(steps=1, backbone=f"{backbone_file}:build")
     report = batch.render([job], {"invert": opts})
     assert report.count("failed") == 1
-    assert "clips run with the style and dream engines, not invert" in report.results[0].reason
+    reason = report.results[0].reason
+    assert "clips run with the style, dream and fast engines, not invert" in reason
 
     monkeypatch.setitem(registry.ENGINES, "invert", dataclasses.replace(
         spec, clip_frames_path="tests.batch.fake_engine:InvertFrames"))
-    assert registry.clip_engines() == ("style", "dream", "invert")
+    assert registry.clip_engines() == ("style", "dream", "fast", "invert")
     report = batch.render([job], {"invert": opts})
     assert report.count("done") == 1, report.to_dict()
     made = sorted((tmp_path / "inv").glob("frame_*.png"))
