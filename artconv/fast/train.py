@@ -353,6 +353,7 @@ def train(options: TrainOptions, styles: Sequence[str | Path], images: Sequence[
                                seed=opts.seed, jitter=SCALE_JITTER, broken=run.broken,
                                on_skip=run.skip)
     preview = held or train_set[:PREVIEWS]
+    run.style = style_paths[0]
     run.set_preview(preview, bool(held))
     recipe = {"styles": style_record, "photos": {
         "count": len(usable), "training": len(train_set), "heldout": len(held),
@@ -442,6 +443,7 @@ class _Run:
         self._crops: torch.Tensor | None = None
         self._images: list[torch.Tensor] = []
         self._heldout = False
+        self.style: str | None = None  # heads the preview sheet
 
     def restore(self, cp: Checkpoint) -> None:
         if cp.step > 0:
@@ -506,8 +508,8 @@ class _Run:
                               [self.trainer.render(image[None])[0] for image in self._images])
         self.previews.append(self.done)
         records.write_sheet(self.folder / "preview.png", [p.source for p in self._preview],
-                            folder, self.previews,
-                            thumb=min(256, self.trainer.options.crop))
+                            folder, self.previews, thumb=min(256, self.trainer.options.crop),
+                            style=self.style)
         if self._heldout and self._crops is not None:
             self.heldout = float(self.trainer.evaluate(self._crops).sum(0).mean())
             if self.history and self.history[-1][0] == self.done:
