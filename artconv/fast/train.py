@@ -53,7 +53,7 @@ from artconv.fast.checkpoint import (
 from artconv.fast.model import save_model
 from artconv.fast.net import TransformerNet
 from artconv.fast.train_options import SCALE_JITTER, TrainOptions
-from artconv.io.files import url_of
+from artconv.io.files import download, url_of
 from artconv.io.images import fit_longest, load_image
 from artconv.io.recipe import make_recipe
 from artconv.losses import functional as lf
@@ -62,7 +62,6 @@ from artconv.losses.weights import resolve_weights, weights_kind
 from artconv.nets.extractor import FeatureExtractor
 from artconv.nets.weights import file_digest
 from artconv.outputs import check_write_paths, sweep_temporaries
-from artconv.presets import download_image
 
 # (content, style, tv) weights with --loss-scale auto (the default), chosen for training
 # (README: the measurements behind them); TV is on pixels, as in the style engine. With
@@ -405,8 +404,8 @@ def _check_paths(output: Path, folder: Path, styles: Sequence[str],
 
 
 def _sha256(source: str) -> str:
-    """A style image's sha256 (a URL's cached download)."""
-    return file_digest(download_image(source, quiet=True) if url_of(source) else Path(source))
+    """A style image's sha256 (a URL's: its cached download, which loading it made)."""
+    return file_digest(download(source) if url_of(source) else Path(source))
 
 
 class _Logger:
