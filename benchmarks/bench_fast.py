@@ -332,7 +332,7 @@ def main() -> None:
                    help="optimise the first N photos too (results kept in --out are reused)")
     q.add_argument("--json", action="store_true")
     i = sub.add_parser("infer", help="inference speed and memory (bench_inference)")
-    i.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    i.add_argument("--sizes", type=int, nargs="*", default=[512, 1024])
     i.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     i.add_argument("--widths", type=int, nargs="+", default=[32, 16])
     i.add_argument("--tiled-size", type=int, default=4096, help="0: no tiled run")

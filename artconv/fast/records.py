@@ -121,9 +121,11 @@ def sheet_steps(steps: Sequence[int], columns: int = SHEET_COLUMNS) -> list[int]
 
 
 def write_sheet(path: Path, photos: Sequence[str], folder: Path, steps: Sequence[int],
-                thumb: int = 192) -> Path:
-    """Rows: the held-out photos (first column); columns: the previews, oldest first."""
+                thumb: int = 192, style: str | None = None) -> Path:
+    """Rows: the held-out photos (first column); columns: the previews, oldest first, the
+    (first) style image heading the first."""
     shown = sheet_steps(steps)
     cells = {(r, c): str(preview_path(folder, s, r))
              for r in range(len(photos)) for c, s in enumerate(shown)}
-    return contact_sheet(list(photos), [None] * len(shown), cells, path, thumb=thumb)
+    columns = [style if c == 0 else None for c in range(len(shown))]
+    return contact_sheet(list(photos), columns, cells, path, thumb=thumb)

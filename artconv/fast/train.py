@@ -351,6 +351,7 @@ def train(options: TrainOptions, styles: Sequence[str | Path], images: Sequence[
                                seed=opts.seed, jitter=SCALE_JITTER, broken=run.broken,
                                on_skip=run.skip)
     preview = held or train_set[:PREVIEWS]
+    run.style = style_paths[0]
     run.set_preview(preview, bool(held))
     recipe = {"styles": style_record, "photos": {
         "count": len(usable), "training": len(train_set), "heldout": len(held),
@@ -402,7 +403,7 @@ def _check_paths(output: Path, folder: Path, styles: Sequence[str],
 
 
 def _sha256(source: str) -> str:
-    """A style image's sha256 (a URL's cached download)."""
+    """A style image's sha256 (a URL's: its cached download, which loading it made)."""
     return file_sha256(download(source) if url_of(source) else Path(source))
 
 
@@ -440,6 +441,7 @@ class _Run:
         self._crops: torch.Tensor | None = None
         self._images: list[torch.Tensor] = []
         self._heldout = False
+        self.style: str | None = None  # heads the preview sheet
 
     def restore(self, cp: Checkpoint) -> None:
         if cp.step > 0:
@@ -504,8 +506,8 @@ class _Run:
                               [self.trainer.render(image[None])[0] for image in self._images])
         self.previews.append(self.done)
         records.write_sheet(self.folder / "preview.png", [p.source for p in self._preview],
-                            folder, self.previews,
-                            thumb=min(256, self.trainer.options.crop))
+                            folder, self.previews, thumb=min(256, self.trainer.options.crop),
+                            style=self.style)
         if self._heldout and self._crops is not None:
             self.heldout = float(self.trainer.evaluate(self._crops).sum(0).mean())
             if self.history and self.history[-1][0] == self.done:

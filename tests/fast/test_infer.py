@@ -182,3 +182,12 @@ def test_a_manifest_style_job_with_a_model_is_a_fast_job(model, tmp_path):
                                     "styles": [photo.name], "options": {"model": "m"}}) + "\n")
     with pytest.raises(ArtconvError, match=r"jobs.jsonl:1: 'styles' and option 'model'"):
         batch.read_manifest(manifest)
+
+
+def test_the_studio_form_takes_published_names_only():
+    from artconv.web.studio import browser_options
+
+    assert browser_options("fast", {"model": "candy", "size": 256}) == {"model": "candy",
+                                                                        "size": 256}
+    with pytest.raises(ArtconvError, match="model"):
+        browser_options("fast", {"model": "/home/someone/private.safetensors"})

@@ -59,6 +59,9 @@ def test_page_and_form_fields_come_from_the_option_record(make_client):
     assert client.get("/static/studio.js").status_code == 200
     info = client.get("/api/info").json()
     assert set(info["engines"]) == set(registry.names())  # fast (trained networks) too
+    fast = {f["name"]: f for f in info["engines"]["fast"]["fields"]}
+    # a trained network by name only: a page cannot name a file on the server
+    assert fast["model"]["main"] and {"candy", "mosaic"} <= set(fast["model"]["choices"])
     style = {f["name"]: f for f in info["engines"]["style"]["fields"]}
     cli_fields = {f.name for f in dataclasses.fields(StyleOptions) if f.metadata.get("cli", True)}
     assert set(style) == cli_fields - BLOCKED - set(SERVER_FIELDS)
