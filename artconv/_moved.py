@@ -92,3 +92,19 @@ def forward(package: str, *modules: str, names: Mapping[str, str] | None = None
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def moved_names(module: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module's `__getattr__` for public names that moved to another module (`names`:
+    name -> its new module): each still works for one release, with a DeprecationWarning
+    naming the new place."""
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            _deprecated(f"{module}.{name} is deprecated and goes in the next release: "
+                        f"use {names[name]}.{name}")
+            return getattr(importlib.import_module(names[name]), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+

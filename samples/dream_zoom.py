@@ -1,5 +1,5 @@
 """Dream zoom: dream an image, zoom into the result, dream again, ... and write the frames
-as a looping GIF. The frames go into a folder next to the GIF (zoom.gif -> zoom/frame_0001.png
+as a looping GIF. The frames go into a folder next to the GIF (zoom.gif -> zoom/frame_000001.png
 ...); run the same command again after an interruption and it continues where it stopped.
 
     python samples/dream_zoom.py photo.jpg -o zoom.gif --frames 30 --zoom 1.05
@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 import artconv
-from artconv.deepdream.engine import write_gif
+from artconv.deepdream.zoom import write_gif
 from artconv.progress import Progress
 
 

@@ -61,7 +61,7 @@ def test_dream_zoom_gif_and_resume(tmp_path, backbone_file):
     dream_zoom = load_sample("dream_zoom")
     dream_zoom.main([*args, "--frames", "3"])
     folder = tmp_path / "anim" / "zoom"
-    assert sorted(p.name for p in folder.iterdir()) == [f"frame_000{k}.png" for k in (1, 2, 3)]
+    assert sorted(p.name for p in folder.iterdir()) == [f"frame_00000{k}.png" for k in (1, 2, 3)]
     with Image.open(gif) as animation:
         assert animation.n_frames == 3 and animation.size == (40, 33)
     kept = {p: p.stat().st_mtime_ns for p in folder.iterdir()}

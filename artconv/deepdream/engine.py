@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
+from artconv._moved import moved_names
 from artconv.deepdream.gradient import TiledObjective
 from artconv.deepdream.mask import DreamMask
 from artconv.deepdream.objectives import Objective
@@ -387,3 +388,9 @@ def dream(image: ImageSource, options: DreamOptions | None = None, *,
 __all__ = ["GUIDE_FEATURES_MAX", "REFERENCE_SIDE", "DreamInterrupted", "DreamOptions",
            "DreamStep", "Dreamer", "StepInfo", "affine_warp", "dream",
            "keep_colors", "lap_normalize"]
+
+# The zoom driver's names, once re-exported here; the driver sits above the engine.
+__getattr__ = moved_names(__name__, dict.fromkeys(
+    ("dream_frames", "frame_paths", "gif_path", "write_gif", "write_frames"),
+    "artconv.deepdream.zoom"))
+
