@@ -60,8 +60,6 @@ class EngineSpec:
     network: bool = True  # needs a FeatureExtractor (a batch loads one for it)
     via: tuple[str, str] | None = None  # (engine, option): that engine's jobs with the option
     clip_frames_path: str | None = None  # "module:Class": the engine frame by frame in a clip
-    # options naming files a result is made from: its recipe's inputs, after input and styles
-    input_options: tuple[str, ...] = ()
 
     @property
     def engine(self) -> type:
@@ -100,8 +98,7 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
                clip_frames_path="artconv.video.loop:StyleFrames"),
     EngineSpec("dream", DreamOptions, "artconv.deepdream.engine:Dreamer",
                "artconv.io.writers:write_picture", "{content}_dream.png",
-               summary="Deep Dream", clip_frames_path="artconv.video.loop:DreamFrames",
-               input_options=("guide", "mask")),
+               summary="Deep Dream", clip_frames_path="artconv.video.loop:DreamFrames"),
     EngineSpec("features", FeatureOptions, "artconv.features.engine:FeatureEngine",
                "artconv.features.files:write_result", "{content}.npy",
                summary="Per-pixel features (hypercolumns)",

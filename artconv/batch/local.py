@@ -177,7 +177,7 @@ class LocalRunner:
         seconds = (time.perf_counter() - start) / len(chunk)
         for (job, _), out in zip(chunk, result, strict=True):
             record(guarded(job, lambda j=job, o=out: spec.writer(
-                engine, o, j.output, inputs=recipe_inputs(spec, engine, j, sources)), seconds))
+                engine, o, j.output, inputs=[j.input, *sources]), seconds))
 
     def _run_clip(self, spec: registry.EngineSpec, job: Job, opts: CoreOptions) -> JobResult:
         """A clip job: the video driver over the engine, frames kept in the work folder
@@ -257,17 +257,9 @@ def save_interrupted(spec: registry.EngineSpec, engine: Any, image: Any, jobs: S
         if out is None or not bool(out.isfinite().all()):
             record(JobResult(job, "interrupted", NOTHING_SAVED))
             continue
-        spec.writer(engine, out, job.output, inputs=recipe_inputs(spec, engine, job, sources),
+        spec.writer(engine, out, job.output, inputs=[job.input, *sources],
                     interrupted=True)
         record(JobResult(job, "interrupted", SAVED))
-
-
-def recipe_inputs(spec: registry.EngineSpec, engine: Any, job: Job,
-                  sources: Sequence[str]) -> list[str]:
-    """The files a job's result is made from, as its recipe lists them: the input, the style
-    images, then the files its engine's options name (a dream's guide and mask)."""
-    named = (getattr(engine.options, name, None) for name in spec.input_options)
-    return [job.input, *sources, *(str(p) for p in named if p)]
 
 
 def style_inputs(spec: registry.EngineSpec, job: Job, opts: CoreOptions
