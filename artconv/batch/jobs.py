@@ -179,6 +179,8 @@ class JobResult:
     status: str  # "done", "skipped", "failed" or "interrupted"
     reason: str = ""
     seconds: float = 0.0
+    # What failed it, in this process: a single CLI command raises it as it would have.
+    error: BaseException | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.job.to_dict(), "status": self.status, "reason": self.reason,

@@ -16,13 +16,14 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from artconv import registry
 from artconv.batch.jobs import Job, JobResult, option_error, reason, recorder
-from artconv.engine import Step
+from artconv.engine import Callback, Interrupted, Step
 from artconv.errors import ArtconvError
 from artconv.io.images import fit_longest, image_hw, load_image
 from artconv.networks import ExtractorCache
@@ -32,13 +33,23 @@ from artconv.progress import Progress
 
 Record = Callable[[JobResult], Any]
 Member = tuple[Job, CoreOptions]
+# A job Ctrl-C stopped: its result so far written (recipe marked "interrupted"), or nothing.
+SAVED = "interrupted while running; saved the result so far"
+NOTHING_SAVED = "interrupted before a usable result; nothing written"
 
 
 class LocalRunner:
     """Runs jobs in this process: one network per distinct network options, one engine per
-    distinct options, `batch_size` same-sized inputs of a group run together."""
+    distinct options, `batch_size` same-sized inputs of a group run together.
 
-    def __init__(self) -> None:
+    A single CLI command is one job through this runner (`run_one`): `callback` goes to the
+    engines it builds (--save-every, --resume scale files) and `inputs` to every engine call
+    besides the styles (--resume's start image)."""
+
+    def __init__(self, callback: Callback | None = None,
+                 inputs: Mapping[str, Any] | None = None) -> None:
+        self.callback = callback
+        self.inputs = dict(inputs or {})
         self.networks = ExtractorCache()
         self._engines: dict[tuple[str, str], Any] = {}
         self._counted: dict[int, int] = {}
@@ -111,7 +122,7 @@ class LocalRunner:
         """A new engine of `spec` for `opts` on `extractor`, made once per distinct options
         (`engine()` keeps it). A seam for runners that report otherwise (the studio builds
         engines with its step callback instead of this runner as their display)."""
-        return spec.engine(opts, extractor=extractor, progress=self)
+        return spec.engine(opts, extractor=extractor, progress=self, callback=self.callback)
 
     def on_step(self, step: Step) -> None:
         """The engines' display (they are built once and outlive one `run`): the current
@@ -136,7 +147,7 @@ class LocalRunner:
             sources, inputs = style_inputs(spec, job0, opts)
         except Exception as exc:  # noqa: BLE001 - a bad style fails its jobs, not the batch
             for job, _ in members:
-                record(JobResult(job, "failed", reason(exc)))
+                record(JobResult(job, "failed", reason(exc), error=exc))
             return
         for jobs in same_sized(spec, members, opts, batch_size, record):
             self.running = list(jobs)
@@ -150,10 +161,16 @@ class LocalRunner:
         """One engine call on the chunk's inputs stacked, then each result written."""
         start = time.perf_counter()
         try:
-            result = engine.run(torch.stack([image for _, image in chunk]), **inputs)
+            result = engine.run(torch.stack([image for _, image in chunk]),
+                                **inputs, **self.inputs)
+        except Interrupted as stopped:  # Ctrl-C: save what each job has, then stop
+            save_interrupted(spec, engine, stopped.image, [job for job, _ in chunk], sources,
+                             record)
+            raise
         except Exception as exc:  # noqa: BLE001 - one bad chunk must not stop the batch
             for job, _ in chunk:
-                record(JobResult(job, "failed", reason(exc), time.perf_counter() - start))
+                record(JobResult(job, "failed", reason(exc), time.perf_counter() - start,
+                                 error=exc))
             return
         finally:
             self._count(spec, engine)
@@ -212,8 +229,38 @@ def guarded(job: Job, work: Callable[[], Any], seconds: float = 0.0) -> JobResul
     try:
         work()
     except Exception as exc:  # noqa: BLE001 - one bad input must not stop the batch
-        return JobResult(job, "failed", reason(exc), seconds + time.perf_counter() - start)
+        return JobResult(job, "failed", reason(exc), seconds + time.perf_counter() - start,
+                         error=exc)
     return JobResult(job, "done", seconds=seconds + time.perf_counter() - start)
+
+
+def run_one(runner: LocalRunner, job: Job, opts: CoreOptions, progress: Progress
+            ) -> JobResult:
+    """One job (a single CLI command) through `runner`, as a batch runs it: its result,
+    "interrupted" (SAVED or NOTHING_SAVED) when Ctrl-C stopped it."""
+    got: list[JobResult] = []
+    try:
+        runner.run([job], {job.engine: opts}, batch_size=1, progress=progress,
+                   on_result=got.append)
+    except KeyboardInterrupt:
+        return got[0] if got else JobResult(job, "interrupted", NOTHING_SAVED)
+    return got[0]
+
+
+def save_interrupted(spec: registry.EngineSpec, engine: Any, image: Any, jobs: Sequence[Job],
+                     sources: Sequence[str], record: Record) -> None:
+    """After Ctrl-C: each job's result so far (`Interrupted.image`), written with a recipe
+    marked "interrupted" (a re-run does the job again); nothing for a job with no usable
+    (finite) image yet."""
+    images = [None] * len(jobs) if image is None else \
+        list(image) if image.dim() == 4 else [image]
+    for job, out in zip(jobs, images, strict=True):
+        if out is None or not bool(out.isfinite().all()):
+            record(JobResult(job, "interrupted", NOTHING_SAVED))
+            continue
+        spec.writer(engine, out, job.output, inputs=[job.input, *sources],
+                    interrupted=True)
+        record(JobResult(job, "interrupted", SAVED))
 
 
 def style_inputs(spec: registry.EngineSpec, job: Job, opts: CoreOptions
@@ -235,11 +282,11 @@ def same_sized(spec: registry.EngineSpec, members: Sequence[Member], opts: CoreO
     by_size: dict[tuple[int, int], list[Job]] = defaultdict(list)
     for job, _ in members:
         try:
-            hw = image_hw(job.input)
+            hw = load_hw(job.input, size)
         except ArtconvError as exc:
-            record(JobResult(job, "failed", str(exc)))
+            record(JobResult(job, "failed", str(exc), error=exc))
             continue
-        by_size[fit_longest(hw, size) if size else hw].append(job)
+        by_size[hw].append(job)
     for same in by_size.values():
         for i in range(0, len(same), batch_size):
             yield same[i:i + batch_size]
@@ -253,8 +300,15 @@ def loaded(spec: registry.EngineSpec, jobs: Sequence[Job], opts: CoreOptions,
         try:
             chunk.append((job, load_image(job.input, spec.load_size(opts))))
         except ArtconvError as exc:
-            record(JobResult(job, "failed", str(exc)))
+            record(JobResult(job, "failed", str(exc), error=exc))
     return chunk
+
+
+def load_hw(path: str | Path, size: int | None) -> tuple[int, int]:
+    """`(H, W)` of the image at `path` loaded at longest side `size` (None: as stored), from
+    its header: what `load_image(path, size)` will give, without decoding it."""
+    hw = image_hw(path)
+    return fit_longest(hw, size) if size else hw
 
 
 def options_key(opts: CoreOptions) -> str:

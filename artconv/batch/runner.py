@@ -9,6 +9,7 @@ inputs. A runner isolates failures: a bad input fails its job alone.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -126,7 +127,8 @@ def _run(runner: Runner, jobs: Sequence[Job], todo: Sequence[Job],
 
     def on_result(result: JobResult) -> None:
         nonlocal failed
-        results[order[id(result.job)]] = result
+        # a report keeps no exception (nor the tensors its traceback holds) per failed job
+        results[order[id(result.job)]] = dataclasses.replace(result, error=None)
         failed += result.status == "failed"
         overall.update(1, failed=failed)
 

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from artconv.errors import ArtconvError
 from artconv.options import field_name, option_fields
 
 # emoji=False: messages quote user text such as "relu4_2:-1:", which rich would turn into 👎
@@ -166,3 +167,34 @@ def planned_writes(label: str, output: Path, extra: Iterable[tuple[str, Path]] =
         if path.suffix.lower() != ".png":
             writes.append((f"{what} recipe", sidecar(path)))
     return writes
+
+
+def run_job(job: Any, options: Any, ui: Ui, *, interrupted: Callable[[bool], None],
+            prepare: Callable[[Any], Any] | None = None,
+            callback: Callable[[Any, Any], Any] | None = None,
+            inputs: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """A single command's one `job` through the local runner batch uses (run, write, Ctrl-C
+    saves what it has): (its engine, its `JobResult`). `prepare(engine)` runs once the engine
+    is built, before the run (size checks, the device line); `callback(engine, step)` after
+    each step; `inputs` go to the engine call. Ctrl-C: `interrupted(saved)` says what was
+    kept, then exit 130. A failure raises what failed it."""
+    from artconv import registry
+    from artconv.batch.local import SAVED, LocalRunner, run_one
+    from artconv.progress import Progress
+
+    engine: Any = None
+    runner = LocalRunner(callback=None if callback is None else
+                         lambda step: callback(engine, step), inputs=inputs)
+    with Progress(quiet=ui.quiet or ui.json) as progress:
+        engine = runner.engine(registry.get(job.engine), options)
+        if prepare is not None:
+            prepare(engine)
+        result = run_one(runner, job, options, progress)
+    if result.status == "interrupted":
+        interrupted(result.reason == SAVED)
+        raise typer.Exit(130)
+    if result.status == "failed":
+        if result.error is not None:
+            raise result.error
+        raise ArtconvError(result.reason)
+    return engine, result

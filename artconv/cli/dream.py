@@ -15,6 +15,7 @@ from artconv.cli.common import (
     command,
     option_parameters,
     planned_writes,
+    run_job,
     split_options,
     ui_parameters,
 )
@@ -68,7 +69,7 @@ def run_dream(image: Path, output: Path | None, preset: str | None, quiet: bool,
     if video:
         _zoom_video(options, image, output, inputs, ui)
     else:
-        _dream_picture(options, image, output, inputs, ui)
+        _dream_picture(options, image, output, ui)
 
 
 def _check_writes(options: DreamOptions, output: Path, inputs: list[Path], label: str) -> None:
@@ -101,30 +102,24 @@ def _dreamer(options: DreamOptions, image: Path, progress: Any) -> tuple[Any, An
     return dreamer, source
 
 
-def _dream_picture(options: DreamOptions, image: Path, output: Path, inputs: list[Path],
-                   ui: Ui) -> None:
-    from artconv import registry
-    from artconv.engine import Interrupted
-    from artconv.progress import Progress
+def _dream_picture(options: DreamOptions, image: Path, output: Path, ui: Ui) -> None:
+    from artconv.batch.jobs import Job
+    from artconv.batch.local import load_hw
 
-    write = registry.get("dream").writer
-    started = time.perf_counter()
-    with Progress(quiet=ui.quiet or ui.json) as progress:
-        dreamer, source = _dreamer(options, image, progress)
-        try:
-            result = dreamer.run(source[None])[0]
-        except Interrupted as stopped:
-            if stopped.image is None:
-                ui.say("[yellow]interrupted[/] before the first step: nothing written")
-            else:
-                write(dreamer, _first(stopped.image), output, inputs=inputs, interrupted=True)
-                ui.say(f"[yellow]interrupted[/]: saved the dream so far to {output}")
-            raise typer.Exit(130) from None
-    seconds = round(time.perf_counter() - started, 2)
-    write(dreamer, result, output, inputs=inputs)
+    hw = load_hw(image, options.size)  # an unreadable image fails before the network loads
+
+    def interrupted(saved: bool) -> None:
+        ui.say(f"[yellow]interrupted[/]: saved the dream so far to {output}" if saved else
+               "[yellow]interrupted[/] before the first step: nothing written")
+
+    _, result = run_job(Job("dream", str(image), str(output)), options, ui,
+                        interrupted=interrupted, prepare=lambda dreamer: dreamer.check_size(
+                            hw, what=str(image),
+                            where=f" at --size {options.size}" if options.size else ""))
+    h, w = load_hw(output, None)
     ui.say(f"wrote {output}")
-    ui.result({"output": str(output), "width": result.shape[-1], "height": result.shape[-2],
-               "seconds": seconds})
+    ui.result({"output": str(output), "width": w, "height": h,
+               "seconds": round(result.seconds, 2)})
 
 
 def _zoom_video(options: DreamOptions, image: Path, output: Path, inputs: list[Path],
@@ -146,11 +141,6 @@ def _zoom_video(options: DreamOptions, image: Path, output: Path, inputs: list[P
     gif = gif_path(output) if options.gif else None
     ui.say(f"wrote {len(paths)} frames to {output}" + (f" and {gif}" if gif else ""))
     ui.result({"frames": [str(p) for p in paths], "gif": gif, "seconds": seconds})
-
-
-def _first(image: Any) -> Any:
-    """One picture of a result that may be a batch."""
-    return image[0] if image.dim() == 4 else image
 
 
 def register(app: typer.Typer) -> None:

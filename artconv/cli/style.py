@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,8 +18,10 @@ from artconv.cli.common import (
     Ui,
     check_picture_suffix,
     command,
+    console,
     option_parameters,
     planned_writes,
+    run_job,
     split_options,
     ui_parameters,
 )
@@ -158,27 +159,19 @@ def _run_routed(engine: str, values: dict[str, Any], kwargs: dict[str, Any],
 
 
 def _run_fast(engine: str, options: Any, content_path: Path, output: Path, ui: Ui) -> None:
-    from artconv import registry
-    from artconv.engine import Interrupted
-    from artconv.io.images import load_image
-    from artconv.progress import Progress
+    from artconv.batch.jobs import Job
+    from artconv.batch.local import load_hw
 
-    spec = registry.get(engine)
-    content = load_image(content_path, options.size)  # read before the network loads
-    start = time.perf_counter()
-    with Progress(quiet=ui.quiet or ui.json) as progress:
-        fast = spec.engine(options, progress=progress)
-        ui.say(f"{content_path.name}: {fast.model.name}, {fast.device} {fast.precision}")
-        try:
-            result = fast.run(content[None])
-        except Interrupted as stopped:
-            _save_interrupted(fast, stopped.image, output, [content_path], engine)
-            raise typer.Exit(130) from None
-    spec.writer(fast, result[0], output, inputs=[content_path])
-    seconds = time.perf_counter() - start
-    ui.say(f"wrote {output} ({result.shape[-1]}x{result.shape[-2]}, {seconds:.2f} s)")
-    ui.result({"output": str(output), "width": result.shape[-1], "height": result.shape[-2],
-               "seconds": round(seconds, 3), "model": fast.model.name,
+    load_hw(content_path, options.size)  # an unreadable photo fails before the model loads
+    fast, result = run_job(
+        Job(engine, str(content_path), str(output)), options, ui,
+        interrupted=lambda saved: _said_interrupted(saved, output),
+        prepare=lambda fast: ui.say(f"{content_path.name}: {fast.model.name}, {fast.device} "
+                                    f"{fast.precision}"))
+    h, w = load_hw(output, None)
+    ui.say(f"wrote {output} ({w}x{h}, {result.seconds:.2f} s)")
+    ui.result({"output": str(output), "width": w, "height": h,
+               "seconds": round(result.seconds, 3), "model": fast.model.name,
                "sha256": fast.model.sha256})
 
 
@@ -199,48 +192,44 @@ def _check_writes(options: Any, output: Path, inputs: list[Path], save_every: in
 def _stylize(options: Any, content_path: Path, inputs: list[Path], output: Path,
              save_every: int, ui: Ui, resume: bool = False) -> None:
     from artconv import registry
-    from artconv.engine import Interrupted
-    from artconv.io.images import load_image
-    from artconv.progress import Progress
+    from artconv.batch.jobs import Job
+    from artconv.batch.local import load_hw
 
-    spec = registry.get("style")
-    # Read everything before the network loads, each at the size the run needs: a huge
-    # photo is shrunk as it is decoded, never held as floats at full size.
-    content = load_image(content_path, options.output_size)
-    styles = [load_image(p, options.style_size) for p in inputs[1:]]
+    write = registry.get("style").writer
+    # Sizes from the headers before the network loads; the runner decodes each image at the
+    # size the run needs: a huge photo is shrunk as it is decoded, never held at full size.
+    content_hw = load_hw(content_path, options.output_size)
+    style_hws = [load_hw(p, options.style_size) for p in inputs[1:]]
     ladder, init = options.ladder(), None
     identity = resume_identity("style", options, inputs) if resume else None
     if resume:
-        options, init = _resume_point(options, output, ui, identity, content.shape[-2:])
-    with Progress(quiet=ui.quiet or ui.json) as progress:
+        options, init = _resume_point(options, output, ui, identity, content_hw)
 
-        def save(step: Any) -> None:
-            if save_every and step.done % save_every == 0:
-                spec.writer(st, step.image[0], _step_path(output, step.done), inputs=inputs,
-                            step=step.done)
-            if resume and step.step == step.steps:  # a finished scale, to resume from
-                longest = ladder[len(ladder) - step.stages + step.stage - 1]
-                spec.writer(st, step.image[0], _scale_path(output, longest), inputs=inputs,
-                            scale=longest, resume=identity)
+    def save(st: Any, step: Any) -> None:
+        if save_every and step.done % save_every == 0:
+            write(st, step.image[0], _step_path(output, step.done), inputs=inputs,
+                  step=step.done)
+        if resume and step.step == step.steps:  # a finished scale, to resume from
+            longest = ladder[len(ladder) - step.stages + step.stage - 1]
+            write(st, step.image[0], _scale_path(output, longest), inputs=inputs,
+                  scale=longest, resume=identity)
 
-        # The display goes in as `progress`, not as a callback: a display alone lets Adam
-        # read its losses from the device every few steps instead of every step.
-        st = spec.engine(options, progress=progress,
-                         callback=save if save_every or resume else None)
-        st.check_sizes(content.shape[-2:], [s.shape[-2:] for s in styles],
-                       content_name=str(content_path), style_names=list(map(str, inputs[1:])))
+    def prepare(st: Any) -> None:
+        st.check_sizes(content_hw, style_hws, content_name=str(content_path),
+                       style_names=list(map(str, inputs[1:])))
         ui.say(f"{content_path.name}: {options.output_size} px, {st.device} {st.precision}")
-        start = time.perf_counter()
-        try:
-            result = st.run(content[None], styles=styles, init=init)
-        except Interrupted as stopped:
-            _save_interrupted(st, stopped.image, output, inputs)
-            raise typer.Exit(130) from None
-    spec.writer(st, result[0], output, inputs=inputs)
-    seconds = time.perf_counter() - start
-    ui.say(f"wrote {output} ({result.shape[-1]}x{result.shape[-2]}, {seconds:.1f} s)")
-    ui.result({"output": str(output), "width": result.shape[-1], "height": result.shape[-2],
-               "seconds": round(seconds, 3), "losses": st.last_figures,
+
+    # The display goes to the engine apart from `save`: a display alone lets Adam read its
+    # losses from the device every few steps instead of every step.
+    st, result = run_job(Job("style", str(content_path), str(output),
+                             tuple(map(str, inputs[1:]))), options, ui,
+                         interrupted=lambda saved: _said_interrupted(saved, output),
+                         prepare=prepare, callback=save if save_every or resume else None,
+                         inputs=None if init is None else {"init": init})
+    h, w = load_hw(output, None)
+    ui.say(f"wrote {output} ({w}x{h}, {result.seconds:.1f} s)")
+    ui.result({"output": str(output), "width": w, "height": h,
+               "seconds": round(result.seconds, 3), "losses": st.last_figures,
                "loss_weights": dataclasses.asdict(st.weights)})
 
 
@@ -299,17 +288,9 @@ def _step_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
 
 
-def _save_interrupted(st: Any, image: Any, output: Path, inputs: list[Path],
-                      engine: str = "style") -> None:
-    from artconv import registry
-    from artconv.cli.common import console
-
-    if image is None or not bool(image.isfinite().all()):
-        console.print("interrupted: no usable image yet, nothing written", highlight=False)
-        return
-    registry.get(engine).writer(st, image[0] if image.dim() == 4 else image, output,
-                                 inputs=inputs, interrupted=True)
-    console.print(f"interrupted: wrote the current image to {output}", highlight=False)
+def _said_interrupted(saved: bool, output: Path) -> None:
+    console.print(f"interrupted: wrote the current image to {output}" if saved else
+                  "interrupted: no usable image yet, nothing written", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
