@@ -119,3 +119,22 @@ def test_bad_training_forms_are_one_line_and_write_nothing(client, studio_folder
     time.sleep(0.2)
     assert not list(studio_folder.glob("models/*"))  # (live mode makes the folder)
     assert client.get("/api/jobs").json() == []
+
+
+def test_a_killed_servers_training_job_is_queued_again_with_its_photos(studio_folder,
+                                                                       backbone_file, tmp_path):
+    from artconv.web.folder import StudioFolder
+    from artconv.web.studio import Studio
+
+    for i in range(3):
+        make_image(studio_folder / "photos" / f"p{i}.png", (48, 40), seed=i)
+    style = StudioFolder(studio_folder).add_upload(
+        make_image(tmp_path / "paint.png", (40, 40), seed=3).read_bytes())["id"]
+    first = Studio(studio_folder, defaults=train_defaults(backbone_file))  # never started
+    job = first.submit({**form(style, 4), "photos": ""})
+    again = Studio(studio_folder, defaults=train_defaults(backbone_file))
+    assert again.resumed == 1
+    back = again.job(job.id)
+    assert back.status == "queued" and back.output == job.output
+    assert back.photos == job.photos and len(back.photos) == 3
+    assert back.job.options == {"steps": 4}
