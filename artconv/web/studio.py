@@ -31,7 +31,7 @@ from artconv.errors import ArtconvError
 from artconv.presets import options_for
 from artconv.web.events import Changes
 from artconv.web.folder import StudioFolder
-from artconv.web.forms import TRAIN, check_id, options_class, page_preset
+from artconv.web.forms import SERVER_FIELDS, TRAIN, check_id, options_class, page_preset
 from artconv.web.jobs import FINISHED, KEPT, Sweep, WebJob
 from artconv.web.planning import Planner
 from artconv.web.previews import PREVIEWS_PER_SECOND, Previews, jpeg
@@ -58,6 +58,9 @@ class Studio:
         bad = sorted(set(defaults) - set(kinds))
         if bad:
             raise ArtconvError(f"studio defaults: unknown engine {bad[0]!r}")
+        if TRAIN not in defaults:  # training's loss network is the server's, as the style's
+            style = defaults.get("style", {})
+            defaults = {**defaults, TRAIN: {k: style[k] for k in SERVER_FIELDS if k in style}}
         self.defaults = {name: options_for(options_class(name),
                                            overrides=dict(defaults.get(name, {})))
                          for name in kinds}

@@ -138,3 +138,11 @@ def test_a_killed_servers_training_job_is_queued_again_with_its_photos(studio_fo
     assert back.status == "queued" and back.output == job.output
     assert back.photos == job.photos and len(back.photos) == 3
     assert back.job.options == {"steps": 4}
+
+
+def test_training_uses_the_servers_network_unless_told_otherwise(tmp_path):
+    from artconv.web.studio import Studio
+
+    network = {"weights": "caffe", "arch": "vgg16"}  # what `artconv serve --weights --arch` gives
+    studio = Studio(tmp_path / "studio", defaults={"style": network, "dream": network})
+    assert (studio.defaults["train"].weights, studio.defaults["train"].arch) == ("caffe", "vgg16")
