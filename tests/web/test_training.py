@@ -146,3 +146,14 @@ def test_training_uses_the_servers_network_unless_told_otherwise(tmp_path):
     network = {"weights": "caffe", "arch": "vgg16"}  # what `artconv serve --weights --arch` gives
     studio = Studio(tmp_path / "studio", defaults={"style": network, "dream": network})
     assert (studio.defaults["train"].weights, studio.defaults["train"].arch) == ("caffe", "vgg16")
+
+
+def test_uploaded_photos_train_too_and_bad_ids_are_one_line(client, tmp_path):
+    style = upload(client, make_image(tmp_path / "paint.png", (40, 40), seed=3))
+    photos = [upload(client, make_image(tmp_path / f"u{i}.png", (48, 40), seed=20 + i))
+              for i in range(4)]
+    bad = client.post("/api/jobs", json={**form(style, 2), "photos": [*photos, "../../etc"]})
+    assert bad.status_code == 400 and "not an id" in bad.json()["error"]
+    job = client.post("/api/jobs", json={**form(style, 2), "photos": photos}).json()
+    state = wait_for(client, job["id"], lambda s: s["status"] not in ("queued", "running"), 120)
+    assert state["status"] == "done" and state["form"]["photos"] == photos, state
