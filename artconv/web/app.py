@@ -35,11 +35,19 @@ from artconv import registry
 from artconv._version import __version__
 from artconv.errors import ArtconvError
 from artconv.web import events
-from artconv.web.forms import SERVER_FIELDS, SWEEP_FIELDS, SWEEP_VALUES, form_fields, preset_list
+from artconv.web.forms import (
+    SERVER_FIELDS,
+    SWEEP_FIELDS,
+    SWEEP_VALUES,
+    TRAIN,
+    form_fields,
+    preset_list,
+)
 from artconv.web.jobs import FINISHED
 from artconv.web.live import live_routes  # live mode (issue 23)
 from artconv.web.security import RequestTooLarge, guard, read_json
 from artconv.web.studio import Studio
+from artconv.web.training import photo_folders
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 STATIC = Path(str(resources.files("artconv.web") / "static"))
@@ -103,6 +111,8 @@ def _page_routes(app: FastAPI, studio: Studio) -> None:
         return {"version": __version__, "engines": engines, "presets": preset_list(),
                 "sweep": {"fields": list(SWEEP_FIELDS), "min": SWEEP_VALUES[0],
                           "max": SWEEP_VALUES[1]},
+                "train": {"fields": form_fields(TRAIN, studio.defaults[TRAIN]),
+                          "photo_folders": photo_folders(studio.files)},
                 "max_upload": studio.max_upload, "folder": str(studio.folder),
                 "network": {name: _network(opts) for name, opts in studio.defaults.items()}}
 

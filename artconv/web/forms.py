@@ -17,10 +17,12 @@ from typing import Any
 from artconv import registry
 from artconv.errors import ArtconvError
 from artconv.fast.options import PUBLISHED_MODELS
+from artconv.fast.train_options import TrainOptions
 from artconv.io.files import url_cache_path, url_of
 from artconv.options import CoreOptions, field_name, option_fields
 from artconv.presets import Preset, find_preset, is_preset_name, list_presets
 
+TRAIN = "train"  # the job kind that runs `artconv train` (artconv.web.training), no engine
 SWEEP_VALUES = (3, 8)  # fewest and most values of a sweep
 # The options shown first on the page; the rest of each record goes under "More options".
 MAIN_FIELDS = {
@@ -30,6 +32,8 @@ MAIN_FIELDS = {
               "pooling", "precision", "seed"),
     "features": ("size", "layers", "pooling", "precision", "seed"),
     "fast": ("model", "size", "preserve_colors", "tile", "precision"),
+    TRAIN: ("steps", "crop", "batch_size", "width", "blocks", "style_weight",
+            "content_weight", "preview_every", "checkpoint_every", "seed"),
 }
 # What the sweep view offers first (any other field of the record may be swept too).
 SWEEP_FIELDS = ("style_weight", "style_scale", "style_layers", "layers", "pooling",
@@ -63,13 +67,18 @@ def check_id(value: Any, what: str) -> str:
 
 
 # -- the option records, as form fields --------------------------------------------------------
+def options_class(kind: str) -> type[CoreOptions]:
+    """The option record of a page's job kind: an engine's, or training's."""
+    return TrainOptions if kind == TRAIN else registry.options_class(kind)
+
+
 def form_fields(engine: str, defaults: CoreOptions) -> list[dict[str, Any]]:
     """The fields of `engine`'s option record the page may set, with their help, range,
     choices and the studio's default: the page builds its form from these."""
     values = defaults.to_dict()
     main = MAIN_FIELDS.get(engine, ())
     out = []
-    for f in option_fields(registry.options_class(engine)):
+    for f in option_fields(options_class(engine)):
         if f.name in BLOCKED or f.name in SERVER_FIELDS:
             continue
         kind, choices = f.kind, f.choices
@@ -87,7 +96,7 @@ def form_fields(engine: str, defaults: CoreOptions) -> list[dict[str, Any]]:
 def browser_options(engine: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
     """The option overrides a page sent, checked: known fields only, none that names a
     file or code on this machine or the server's network; empty values mean "not given"."""
-    known = {f.name for f in option_fields(registry.options_class(engine))}
+    known = {f.name for f in option_fields(options_class(engine))}
     out = {}
     for key, value in (given or {}).items():
         name = field_name(key)

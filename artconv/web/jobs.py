@@ -42,6 +42,7 @@ class WebJob:
     previews: Previews = field(default_factory=Previews)
     stop: threading.Event = field(default_factory=threading.Event)
     version: int = 0
+    photos: tuple[str, ...] = ()  # a training job's photos (artconv.web.training)
 
     @property
     def output(self) -> Path:

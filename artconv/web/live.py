@@ -40,6 +40,7 @@ from artconv.outputs import file_sha256
 from artconv.web.previews import jpeg
 from artconv.web.security import MODEL_UPLOAD_PATH, read_json
 from artconv.web.studio import Studio
+from artconv.web.training import MODELS  # the studio folder's models (training writes there)
 
 if TYPE_CHECKING:
     from artconv.fast.pretrained import Model
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 # torch loads with the first live request, not with the server (as the studio's queue
 # does): the modules that bring it are imported where they are first used.
 
-MODELS = "models"  # the studio folder's models
 MODEL_SUFFIXES = (".safetensors", ".pth", ".pt")  # what open_model reads
 MAX_MODEL_BYTES = 64 * 1024 * 1024  # a published (width 32) model is 6.7 MB
 MAX_FRAME_BYTES = 512 * 1024  # a 640x480 JPEG is ~50 KB

@@ -17,6 +17,7 @@ from artconv.options import CoreOptions
 from artconv.presets import is_preset_name, options_for
 from artconv.web.folder import StudioFolder
 from artconv.web.forms import (
+    TRAIN,
     browser_options,
     check_id,
     check_network,
@@ -27,6 +28,7 @@ from artconv.web.forms import (
     sweep_values,
 )
 from artconv.web.jobs import FINISHED, Sweep, WebJob
+from artconv.web.training import plan_training
 
 
 class Planner:
@@ -41,7 +43,13 @@ class Planner:
             jid: str | None = None) -> WebJob:
         """A checked job from what a page sent: engine, content (an upload id), styles
         (upload ids or style preset names), preset (options) and option overrides. `jid`:
-        the id of a job planned before (a queue resumed), else a new one."""
+        the id of a job planned before (a queue resumed), else a new one. A form of
+        engine "train" is a training job (`artconv.web.training.plan_training`)."""
+        if form.get("engine") == TRAIN:
+            if sweep is not None:
+                raise ArtconvError("sweep: not of training jobs")
+            return plan_training(self.files, self.defaults[TRAIN], form, jid=jid,
+                                 label=label)
         engine = registry.get(str(form.get("engine", "style"))).name
         spec = registry.get(engine)
         content = self.files.upload_path(str(form.get("content", "")))

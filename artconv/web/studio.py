@@ -31,11 +31,12 @@ from artconv.errors import ArtconvError
 from artconv.presets import options_for
 from artconv.web.events import Changes
 from artconv.web.folder import StudioFolder
-from artconv.web.forms import check_id, page_preset
+from artconv.web.forms import SERVER_FIELDS, TRAIN, check_id, options_class, page_preset
 from artconv.web.jobs import FINISHED, KEPT, Sweep, WebJob
 from artconv.web.planning import Planner
 from artconv.web.previews import PREVIEWS_PER_SECOND, Previews, jpeg
 from artconv.web.sweeps import draw_sheet
+from artconv.web.training import run_training, training_files
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 log = logging.getLogger("artconv.web")
@@ -53,11 +54,16 @@ class Studio:
             raise ArtconvError(f"--workers {workers}: must be at least 1")
         self.workers = workers  # jobs run at once: one per device (several only on Ray)
         defaults = defaults or {}
-        bad = sorted(set(defaults) - set(registry.ENGINES))
+        kinds = [*registry.ENGINES, TRAIN]
+        bad = sorted(set(defaults) - set(kinds))
         if bad:
             raise ArtconvError(f"studio defaults: unknown engine {bad[0]!r}")
-        self.defaults = {name: options_for(name, overrides=dict(defaults.get(name, {})))
-                         for name in registry.ENGINES}
+        if TRAIN not in defaults:  # training's loss network is the server's, as the style's
+            style = defaults.get("style", {})
+            defaults = {**defaults, TRAIN: {k: style[k] for k in SERVER_FIELDS if k in style}}
+        self.defaults = {name: options_for(options_class(name),
+                                           overrides=dict(defaults.get(name, {})))
+                         for name in kinds}
         self.files = StudioFolder(folder)
         self.folder = self.files.root
         self.planner = Planner(self.files, self.defaults)
@@ -137,6 +143,12 @@ class Studio:
 
     def _enqueue(self, jobs: list[WebJob]) -> list[WebJob]:
         with self.lock:
+            for job in jobs:  # two runs on one checkpoint would undo each other's steps
+                if job.job.engine == TRAIN and any(
+                        j.output == job.output and j.status not in FINISHED
+                        for j in self.jobs.values()):
+                    raise ArtconvError(f"train: {job.output.name} is already being trained "
+                                       "(stop that job first)")
             for job in jobs:
                 self.jobs[job.id] = job
                 self._touch(job)
@@ -169,7 +181,14 @@ class Studio:
     def state(self, jid: str) -> dict[str, Any]:
         job = self.job(jid)
         with self.lock:
-            return self._with_position(job.state(), self._positions())
+            return self._with_position(self._state(job), self._positions())
+
+    def _state(self, job: WebJob) -> dict[str, Any]:
+        """A job as the page sees it; a training job with its preview sheet and curve."""
+        out = job.state()
+        if job.job.engine == TRAIN:
+            out["train"] = training_files(self.files, job)
+        return out
 
     def sweep_state(self, sid: str, *, brief: bool = False) -> dict[str, Any]:
         """A sweep: its jobs (their states, or with `brief` their queue lines), whether its
@@ -182,7 +201,8 @@ class Studio:
             return self._sweep_state(sweep, brief)
 
     def _sweep_state(self, sweep: Sweep, brief: bool) -> dict[str, Any]:
-        jobs = [self.jobs[j].summary() if brief else self.jobs[j].state() for j in sweep.jobs]
+        jobs = [self.jobs[j].summary() if brief else self._state(self.jobs[j])
+                for j in sweep.jobs]
         sheet = self.files.sheet_path(sweep.id)
         return {"id": sweep.id, "option": sweep.option, "values": sweep.values, "jobs": jobs,
                 "finished": sweep.finished,
@@ -196,7 +216,7 @@ class Studio:
         with self.lock:
             version = self.changes.version
             positions = self._positions()
-            jobs = [self._with_position(j.state(), positions) for j in self.jobs.values()
+            jobs = [self._with_position(self._state(j), positions) for j in self.jobs.values()
                     if j.version > seen and (seen >= 0 or j.status not in FINISHED)]
             sweeps = [self._sweep_state(s, True) for s in self.sweeps.values()
                       if s.version > seen and (seen >= 0 or not s.finished)]
@@ -250,7 +270,13 @@ class Studio:
             self._finish(job, status, error)
 
     def _run(self, job: WebJob, runner: Any) -> tuple[str, str]:
-        """Render `job`: its final status and why it failed."""
+        """Render (or train) `job`: its final status and why it failed."""
+        if job.job.engine == TRAIN:
+            try:
+                run_training(job, self.on_step)
+            except Exception as exc:  # noqa: BLE001 - a job's failure must not end the queue
+                return "failed", reason(exc)
+            return ("stopped" if job.stop.is_set() else "done"), ""
         try:
             result = render([job.job], {job.job.engine: job.base}, runner=runner).results[0]
         except Exception as exc:  # noqa: BLE001 - a job's failure must not end the queue
@@ -265,7 +291,7 @@ class Studio:
         then its status, its sweep's sheet and the queue file. A failure to write (a full
         disk) is logged and the queue goes on."""
         job.finished = time.time()
-        if status in KEPT:
+        if status in KEPT and job.job.engine != TRAIN:  # a model is no gallery picture
             try:
                 self.files.keep_record(job.output, job.record(status))
             except Exception:  # noqa: BLE001 - the worker must outlive one job's files

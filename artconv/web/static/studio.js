@@ -8,7 +8,8 @@ const $ = (sel) => document.querySelector(sel);
 const FINISHED = ["done", "stopped", "failed", "cancelled"];
 // jobs and sweeps: the latest state of each seen, by id (the stream sends what changed)
 const state = { info: null, engine: "style", mode: "single", content: null, styles: [],
-  watching: null, sweep: null, sheetVersion: null, jobs: {}, sweeps: {} };
+  watching: null, sweep: null, sheetVersion: null, jobs: {}, sweeps: {}, photos: [] };
+const TRAIN = "train";  // the job kind that trains a fast style network (web/training.py)
 
 async function api(path, options = {}) {
   const response = await fetch(path, options);
@@ -61,7 +62,10 @@ function fieldInput(f) {
     f.label, input);
 }
 
-function engineInfo() { return state.info.engines[state.engine]; }
+function engineInfo() {
+  return state.engine === TRAIN ? { ...state.info.train, takes_styles: true }
+    : state.info.engines[state.engine];
+}
 
 function renderFields() {
   const main = $("#main-fields"), more = $("#more-fields");
@@ -105,6 +109,8 @@ function chooseEngine(name) {
   for (const b of document.querySelectorAll("#engines button")) {
     b.classList.toggle("active", b.dataset.engine === name);
   }
+  $("#train-setup").hidden = name !== TRAIN;
+  $("#content-drop").hidden = name === TRAIN;  // training takes photos, not one content
   renderFields();
 }
 
@@ -134,6 +140,14 @@ async function pickStyles(files) {
       state.styles.push({ id: made.id, url: made.url });
     }
     renderPicked(); say("");
+  } catch (e) { say(e.message); }
+}
+
+async function pickPhotos(files) {
+  say("uploading…");
+  try {
+    for (const file of files) state.photos.push((await upload(file)).id);
+    $("#train-photos").textContent = `${state.photos.length} photos uploaded`; say("");
   } catch (e) { say(e.message); }
 }
 
@@ -181,6 +195,12 @@ function dropZone(zone, onFiles) {
 }
 
 function form() {
+  if (state.engine === TRAIN) {
+    return { engine: TRAIN, name: $("#train-name").value.trim(),
+      styles: state.styles.map((s) => s.preset || s.id),
+      photos: state.photos.length ? state.photos : $("#train-folder").value,
+      options: optionValues() };
+  }
   return { engine: state.engine, content: state.content, preset: $("#preset").value || null,
     // The picked styles stay picked while another engine is tried; only style jobs get them.
     styles: engineInfo().takes_styles ? state.styles.map((s) => s.preset || s.id) : [],
@@ -190,7 +210,8 @@ function form() {
 // -- running ---------------------------------------------------------------------------------
 async function start() {
   say("");
-  if (!state.content) { say("pick a content image first"); return; }
+  if (state.engine === TRAIN && state.mode === "sweep") { say("no sweeps of training"); return; }
+  if (!state.content && state.engine !== TRAIN) { say("pick a content image first"); return; }
   try {
     if (state.mode === "sweep") {
       const values = $("#sweep-values").value.split("\n").map((v) => v.trim())
@@ -279,6 +300,34 @@ function show(job) {
     img.src = `/api/jobs/${job.id}/preview?v=${job.preview}`;
   }
   drawCurve(job.curve);
+  showTraining(job);
+}
+
+// A training job: its work folder's loss curve and preview sheet (redrawn as they grow),
+// and Resume once it stopped (the same form again continues from the checkpoint).
+function showTraining(job) {
+  const view = $("#train-view");
+  view.hidden = !job.train;
+  if (!job.train) return;
+  for (const [key, id] of [["curve", "#train-curve"], ["sheet", "#train-sheet"]]) {
+    const img = $(id), url = job.train[key];
+    img.hidden = !url;
+    if (url && img.dataset.want !== url) { img.dataset.want = url; img.src = url; }
+  }
+  const resume = $("#resume");
+  resume.hidden = !["stopped", "failed", "cancelled"].includes(job.status);
+  resume.dataset.job = job.id;
+}
+
+async function resume() {
+  const job = state.jobs[$("#resume").dataset.job];
+  if (!job) return;
+  try {
+    const again = await api("/api/jobs", { method: "POST",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify(job.form) });
+    state.jobs[again.id] ||= again;
+    watch(again.id);
+  } catch (e) { say(e.message); }
 }
 
 function previewLoaded() {
@@ -405,7 +454,18 @@ async function init() {
     engines.append(el("button", { type: "button", class: "tab", "data-engine": name,
       title: e.summary, onclick: () => chooseEngine(name) }, name));
   }
+  if (state.info.train) {
+    engines.append(el("button", { type: "button", class: "tab", "data-engine": TRAIN,
+      title: "Train a fast style network (artconv train) on photos", onclick: () =>
+        chooseEngine(TRAIN) }, TRAIN));
+    const folder = $("#train-folder");
+    for (const f of state.info.train.photo_folders) {
+      folder.append(el("option", { value: f }, f ? `photos/${f}` : "photos/"));
+    }
+  }
   chooseEngine("style");
+  dropZone($("#train-photos-drop"), pickPhotos);
+  $("#resume").addEventListener("click", resume);
   renderPresets();
   dropZone($("#content-drop"), pickContent);
   dropZone($("#style-drop"), pickStyles);
