@@ -237,12 +237,24 @@ def frames_done(folder: StrPath, limit: int | None = None) -> int:
 
 
 def inside_work_folder(path: StrPath) -> Path | None:
-    """The work folder (a folder holding `clip.json`) that holds `path`, if any."""
+    """The work folder (a folder holding artconv's `clip.json`) that holds `path`, if any."""
     folder = Path(path).resolve().parent
     for candidate in (folder, *folder.parents):
-        if (candidate / CLIP_FOLDER_RECORD).is_file():
+        if is_work_record(candidate / CLIP_FOLDER_RECORD):
             return candidate
     return None
+
+
+def is_work_record(path: Path) -> bool:
+    """`path` is a clip work folder's identity record, not any file of that name (a clip
+    generator's own `clip.json` beside its clip makes no folder artconv's)."""
+    try:
+        if not path.is_file() or path.stat().st_size > 1 << 20:
+            return False
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"engine", "inputs"} <= record.keys()
 
 
 # -- identities --------------------------------------------------------------------------

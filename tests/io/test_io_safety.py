@@ -386,3 +386,16 @@ def test_the_input_overwrite_message_names_the_input_not_an_option(tmp_path):
     message = str(err.value)
     assert message.startswith(f"{alias}: refusing to overwrite an input image ({src})")
     assert "choose another output path" in message and " -o" not in message
+
+
+def test_only_artconvs_own_clip_record_makes_a_work_folder(tmp_path):
+    """A clip generator's own `clip.json` beside its clip (as ../shared/video/make_clip.py
+    writes) must not make that folder artconv's: writes there are the user's to make."""
+    from artconv.errors import ArtconvError
+    from artconv.outputs import check_write_paths
+
+    (tmp_path / "clip.json").write_text('{"frames": [{"affine": [1, 0, 0]}], "disc": {}}')
+    check_write_paths([("--report", tmp_path / "report.json")])  # not refused
+    (tmp_path / "clip.json").write_text('{"engine": "dream", "inputs": [], "options": {}}')
+    with pytest.raises(ArtconvError, match="work folder"):
+        check_write_paths([("--report", tmp_path / "report.json")])
