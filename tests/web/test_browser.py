@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,8 +25,9 @@ CHROMIUM = os.environ.get("ARTCONV_CHROMIUM") or shutil.which("chromium") or \
     shutil.which("chromium-browser")
 
 
-@pytest.fixture
-def browser():
+def chromium(*args: str) -> Iterator[Any]:
+    """Debian's chromium, headless, with extra command-line `args`; skips the test where
+    playwright or chromium is missing or chromium cannot start."""
     sync_api = pytest.importorskip("playwright.sync_api",
                                    reason="playwright (python package) is not installed")
     if CHROMIUM is None:
@@ -32,13 +35,18 @@ def browser():
     with sync_api.sync_playwright() as p:
         try:
             launched = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=["--no-sandbox", "--disable-gpu"])
+                                         args=["--no-sandbox", "--disable-gpu", *args])
         except Exception as exc:  # noqa: BLE001 - a chromium that cannot start: skip
             pytest.skip(f"chromium at {CHROMIUM} does not start: {exc}")
         try:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture
+def browser():
+    yield from chromium()
 
 
 @pytest.fixture

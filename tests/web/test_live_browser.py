@@ -17,7 +17,7 @@ from PIL import Image
 from artconv.io.images import load_image
 from tests.conftest import make_image
 from tests.web.conftest import live_server
-from tests.web.test_browser import CHROMIUM, artifacts  # noqa: F401 - the fixture
+from tests.web.test_browser import artifacts, chromium  # noqa: F401 - the fixture
 from tests.web.test_live import LIVE, as_jpeg, direct, pixels, tiny_model
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install 'artconv[web]'")
@@ -30,20 +30,7 @@ FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-st
 @pytest.fixture
 def live_browser():
     """test_browser's Chromium, with the fake camera (a moving test pattern) allowed."""
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright (python package) is not installed")
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        try:
-            launched = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=["--no-sandbox", "--disable-gpu", *FAKE_CAMERA])
-        except Exception as exc:  # noqa: BLE001 - a chromium that cannot start: skip
-            pytest.skip(f"chromium at {CHROMIUM} does not start: {exc}")
-        try:
-            yield launched
-        finally:
-            launched.close()
+    yield from chromium(*FAKE_CAMERA)
 
 
 def live_app(folder: Path):
