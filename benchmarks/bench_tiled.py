@@ -5,6 +5,7 @@ against untiled, and the memory estimate the engine plans with.
     python benchmarks/bench_tiled.py --sizes 7680x4320 --modes tiled --tile 1024
     python benchmarks/bench_tiled.py --quality 512 --steps 5     # tiled vs untiled run
     python benchmarks/bench_tiled.py --calibrate 256,512          # one pass vs its estimate
+    python benchmarks/bench_tiled.py --ratio 2048 --tile 512 --evals 3  # one process, alternating
     python benchmarks/bench_tiled.py --contrast 512 --tile 256 --backbone NET.py:build \
         --content photo.jpg --style painting.jpg --picture out.png  # vs independent tiles
 
@@ -86,6 +87,35 @@ def one(args: argparse.Namespace) -> dict[str, Any]:
             # the engine's estimate of a whole run, less the optimiser state this one lacks
             "estimate_MB": round((estimate.total - estimate.buffers["optimiser"]) / 2**20),
             "load": round(os.getloadavg()[0], 1)}
+
+
+def ratio(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Tiled against untiled in one process, evaluations alternating, so a shared machine's
+    changing load falls on both alike: the best time of each and their ratio."""
+    from artconv.io.images import resize_to
+
+    hw = size_of(args.ratio)
+    rows = []
+    for precision in args.precisions.split(","):
+        st = engine(args, precision, size=max(hw))
+        content = resize_to(pink_noise(512), hw).to(st.device)
+        targets = st.style_targets([pink_noise(512, seed=1)[0].to(st.device)], max(hw))
+        objectives = {0: st.objective(content, targets),
+                      args.tile: st.objective(content, targets, tile=args.tile)}
+        x = content.clone()
+        times: dict[int, list[float]] = {tile: [] for tile in objectives}
+        for _ in range(args.evals):
+            for tile, objective in objectives.items():
+                start = time.perf_counter()
+                _, grad = objective.value_and_grad(x)
+                float(grad[0, 0, 0, 0])  # waits for the device
+                times[tile].append(time.perf_counter() - start)
+        best = {tile: min(t) for tile, t in times.items()}
+        rows.append({"size": args.ratio, "precision": st.precision, "tile": args.tile,
+                     "untiled_s": round(best[0], 2), "tiled_s": round(best[args.tile], 2),
+                     "ratio": round(best[args.tile] / best[0], 2),
+                     "load": round(os.getloadavg()[0], 1)})
+    return rows
 
 
 def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -247,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quality", type=int, default=0, help="size of a tiled vs untiled run")
     p.add_argument("--steps", type=int, default=5, help="steps of the --quality run")
     p.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"])
+    p.add_argument("--ratio", default="",
+                   help="size of a tiled vs untiled comparison in one process, alternating")
     p.add_argument("--calibrate", default="", help="sizes of single passes to measure")
     p.add_argument("--contrast", type=int, default=0,
                    help="size of a global vs independent-tiles (Neural-Tile) comparison")
@@ -271,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = calibrate(args)
     elif args.contrast:
         rows = contrast(args)
+    elif args.ratio:
+        rows = ratio(args)
     elif args.quality:
         rows = quality(args)
     else:

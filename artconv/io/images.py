@@ -533,7 +533,9 @@ def to_pil(img: torch.Tensor) -> Image.Image:
             "or (1, 3, H, W))"
         )
     # to_pil_image truncates floats (x * 255 -> uint8), which darkens and breaks round trips.
-    u8 = img.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+    # clamp makes the one float copy; scaling and rounding reuse it (a print is 12 bytes
+    # per pixel a copy)
+    u8 = img.detach().float().clamp(0, 1).mul_(255).round_().to(torch.uint8).cpu()
     return TF.to_pil_image(u8)
 
 
@@ -616,8 +618,10 @@ def _save16(img: torch.Tensor, path: Path, fmt: str, recipe_json: str | None) ->
         img = img[0]
     if img.ndim != 3 or img.shape[0] != 3:
         raise ArtconvError(f"{path}: not an RGB image (shape {tuple(img.shape)})")
-    arr = (img.detach().float().clamp(0, 1).mul(65535).round().to(torch.int32).cpu()
-           .permute(1, 2, 0).contiguous().numpy().astype(np.uint16))
+    # one float copy (clamp), scaled and rounded in place, then straight to uint16 in
+    # (H, W, C) order: no int32 and no second contiguous copy of a print-sized image
+    scaled = img.detach().float().clamp(0, 1).mul_(65535).round_().cpu()
+    arr = scaled.permute(1, 2, 0).numpy().astype(np.uint16, order="C")
     data = _png16(arr, recipe_json) if fmt == "PNG" else _tiff16(arr)
     sidecar = recipe_json.encode() if recipe_json is not None and fmt != "PNG" else None
     with atomic_output(path, sidecar, suffix_hint=path.suffix) as tmp:

@@ -140,7 +140,9 @@ class ScaleRun:
         `read` (the one host sync of a step), else None."""
         for p in self.params:
             p.grad = None
-        parts, grad = objective.value_and_grad(torch.cat(self.params).detach())
+        # one image: its leaf itself, not an image-sized copy (cat always copies)
+        x = self.params[0] if len(self.params) == 1 else torch.cat(self.params)
+        parts, grad = objective.value_and_grad(x.detach())
         for i, p in enumerate(self.params):
             p.grad = grad[i:i + 1].contiguous()  # L-BFGS views it flat
         return parts.double().cpu() if read else None

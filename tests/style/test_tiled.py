@@ -57,6 +57,25 @@ def test_tiled_equals_untiled_odd_size_and_tiles_under_the_receptive_field(loss,
     agree(st, content, targets, x, (8, 12, 33))
 
 
+def test_bf16_tiled_content_targets_are_held_in_bf16_and_agree_with_untiled():
+    # The content targets are the largest image-sized buffer of a tiled print: in a bf16 run
+    # the network's bf16 maps are kept as they are (exact), not widened to fp32 copies.
+    torch.manual_seed(0)
+    st = engine(precision="bf16")
+    targets = st.style_targets([torch.rand(3, 40, 36)], 48)
+    content, x = torch.rand(1, 3, 37, 45), torch.rand(1, 3, 37, 45)
+    ref = st.objective(content, targets)
+    tiled = st.objective(content, targets, tile=12)
+    assert isinstance(tiled, TiledObjective)
+    whole = {p.layer: p.target for p in ref.content.pieces}
+    for piece in tiled.content.pieces:
+        assert piece.target.dtype == whole[piece.layer].dtype == torch.bfloat16
+        assert rel(piece.target.float(), whole[piece.layer].float()) < 2e-2  # tile by tile
+    v0, g0 = ref.value_and_grad(x)
+    v1, g1 = tiled.value_and_grad(x)
+    assert rel(v1, v0) < 1e-2 and rel(g1, g0) < 2e-2  # bf16 convolutions, in other tiles
+
+
 @pytest.mark.parametrize("loss", ["gram", "w2"])
 def test_tiled_blend_of_two_styles_and_a_batch_of_two(loss):
     torch.manual_seed(1)
