@@ -15,4 +15,4 @@ from artconv.deepdream.options import DreamOptions
 
 __all__ = ["DreamOptions"]
 
-__getattr__ = forward(__name__, "artconv.deepdream.engine", "artconv.deepdream.zoom")
+__getattr__ = forward(__name__, "artconv.deepdream.zoom", "artconv.deepdream.engine")

@@ -185,7 +185,7 @@ def test_a_manifest_style_job_with_a_model_is_a_fast_job(model, tmp_path):
 
 
 def test_the_studio_form_takes_published_names_only():
-    from artconv.web.studio import browser_options
+    from artconv.web.forms import browser_options
 
     assert browser_options("fast", {"model": "candy", "size": 256}) == {"model": "candy",
                                                                         "size": 256}

@@ -109,7 +109,10 @@ def test_style_reads_content_and_style_at_the_size_it_needs(tmp_path, backbone_f
         asked[Path(src).name] = size
         return real(src, size, **kw)
 
+    import artconv.batch.local as local  # a single style is one job through batch's runner
+
     monkeypatch.setattr(images, "load_image", spy)
+    monkeypatch.setattr(local, "load_image", spy)
     code, _, err = run_cli(["style", str(content), str(style), "--backbone",
                             f"{backbone_file}:build", "--content-layers", "r2",
                             "--style-layers", "r1,r2", "-s", "32", "--style-scale", "0.5",
