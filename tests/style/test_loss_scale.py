@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from artconv.errors import ArtconvError
+from artconv.losses import functional as losses
 from artconv.losses.weights import AUTO_WEIGHTS, DEFAULT_WEIGHTS, loss_scale, resolve_weights
 from artconv.nets.extractor import FeatureExtractor
-from artconv.style import StyleOptions, StyleTransfer, losses
+from artconv.style import StyleOptions, StyleTransfer
 from tests.conftest import make_image, tiny_sequential
 
 
