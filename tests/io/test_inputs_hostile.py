@@ -97,53 +97,50 @@ def test_frames_are_decoded_at_the_size_asked_for(tmp_path):
     assert list(read_frames(clip, size=100))[0].shape == (48, 64, 3)  # never enlarged
 
 
-def test_style_reads_content_and_style_at_the_size_it_needs(tmp_path, backbone_file,
-                                                            capsys, monkeypatch):
-    """`style big.png s.png -s 32` decoded big.png at full size (3.7 GB for 9990 px)."""
-    content = make_image(tmp_path / "c.png", (300, 200))
-    style = make_image(tmp_path / "s.png", (240, 180), seed=1)
+@pytest.fixture
+def load_sizes(monkeypatch) -> dict[str, int | None]:
+    """The size each file was asked to load at, by name (a spy on `load_image` where the
+    CLI and batch call it: a single style is one job through batch's runner)."""
+    import artconv.batch.local as local
+
     asked: dict[str, int | None] = {}
     real = images.load_image
 
     def spy(src, size=None, **kw):
         asked[Path(src).name] = size
         return real(src, size, **kw)
-
-    import artconv.batch.local as local  # a single style is one job through batch's runner
 
     monkeypatch.setattr(images, "load_image", spy)
     monkeypatch.setattr(local, "load_image", spy)
+    return asked
+
+
+SMALL_STYLE = ["--content-layers", "r2", "--style-layers", "r1,r2", "-s", "32",
+               "--style-scale", "0.5", "--iterations", "1", "--device", "cpu", "--precision",
+               "fp32", "--quiet"]
+
+
+def test_style_reads_content_and_style_at_the_size_it_needs(tmp_path, backbone_file,
+                                                            capsys, load_sizes):
+    """`style big.png s.png -s 32` decoded big.png at full size (3.7 GB for 9990 px)."""
+    content = make_image(tmp_path / "c.png", (300, 200))
+    style = make_image(tmp_path / "s.png", (240, 180), seed=1)
     code, _, err = run_cli(["style", str(content), str(style), "--backbone",
-                            f"{backbone_file}:build", "--content-layers", "r2",
-                            "--style-layers", "r1,r2", "-s", "32", "--style-scale", "0.5",
-                            "--iterations", "1", "--device", "cpu", "--precision", "fp32",
-                            "-o", str(tmp_path / "o.png"), "--quiet"], capsys)
+                            f"{backbone_file}:build", *SMALL_STYLE,
+                            "-o", str(tmp_path / "o.png")], capsys)
     assert code == 0, err
-    assert asked == {"c.png": 32, "s.png": 16}
+    assert load_sizes == {"c.png": 32, "s.png": 16}
 
 
 def test_a_style_batch_reads_its_styles_at_the_size_it_needs(tmp_path, backbone_file,
-                                                              capsys, monkeypatch):
+                                                              capsys, load_sizes):
     content = make_image(tmp_path / "c.png", (300, 200))
     style = make_image(tmp_path / "s.png", (240, 180), seed=1)
-    asked: dict[str, int | None] = {}
-    real = images.load_image
-
-    def spy(src, size=None, **kw):
-        asked[Path(src).name] = size
-        return real(src, size, **kw)
-
-    import artconv.batch.local as local
-
-    monkeypatch.setattr(local, "load_image", spy)
     code, _, err = run_cli(["batch", "style", str(content), "--styles", str(style),
                             "--out-dir", str(tmp_path / "out"), "--backbone",
-                            f"{backbone_file}:build", "--content-layers", "r2",
-                            "--style-layers", "r1,r2", "-s", "32", "--style-scale", "0.5",
-                            "--iterations", "1", "--device", "cpu", "--precision", "fp32",
-                            "--quiet"], capsys)
+                            f"{backbone_file}:build", *SMALL_STYLE], capsys)
     assert code == 0, err
-    assert asked == {"c.png": 32, "s.png": 16}
+    assert load_sizes == {"c.png": 32, "s.png": 16}
 
 
 # -- pixel bombs ------------------------------------------------------------------------------
