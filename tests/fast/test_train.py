@@ -269,8 +269,8 @@ def test_interrupted_is_raised_to_api_callers_after_saving(setup, monkeypatch):
 
     with pytest.raises(Interrupted):
         train(opts, [style], photos, tmp / "m.safetensors", callback=interrupt)
-    assert torch.load(tmp / "m.safetensors.train" / "checkpoint.pt",
-                      weights_only=True)["step"] == 3
+    checkpoint = tmp / "m.safetensors.train" / "checkpoint.pt"
+    assert torch.load(checkpoint, weights_only=True)["step"] == 3
 
 
 def test_styles_and_photos_by_url(setup, server, capsys):  # noqa: F811 - the fixture
