@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from artconv.io.images import load_image, resize_to, to_pil  # noqa: E402
-from artconv.style import StyleOptions, StyleTransfer, losses  # noqa: E402
+from artconv.losses import functional as losses  # noqa: E402
+from artconv.style import StyleOptions, StyleTransfer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 NET = SHARED / "models" / "tiny_darknet" / "load.py"

@@ -1,6 +1,7 @@
 """The perceptual losses as composable terms, shared by the style optimiser (untiled and
 tiled) and the fast-network trainer: each term is written once (`artconv.losses.terms`), on
-the loss functions of `artconv.losses.functional` (also `artconv.style.losses`).
+the loss functions of `artconv.losses.functional` (`artconv.style.losses`, deprecated, is
+the same module).
 
 A term holds a target made once, is called as ``term(feats, image) -> (K,)`` (one value per
 image), and divides by its target's own magnitude when made `relative` (--loss-scale auto).

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from artconv.io import color
-from artconv.style import losses
+from artconv.losses import functional as losses
 
 
 def _feats(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -14,7 +14,8 @@ from PIL import Image
 
 from artconv.errors import ArtconvError
 from artconv.io.images import load_image, read_recipe
-from artconv.style import StyleOptions, StyleTransfer, losses
+from artconv.losses import functional as losses
+from artconv.style import StyleOptions, StyleTransfer
 from tests.conftest import SHARED, make_image
 from tests.style.test_style_cli import net_args, run_cli
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from artconv.losses import functional as losses
 from artconv.nets.extractor import FeatureExtractor
-from artconv.style import StyleOptions, StyleTransfer, losses
+from artconv.style import StyleOptions, StyleTransfer
 from tests.conftest import tiny_sequential
 
 
