@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -32,19 +33,26 @@ from tests.io.test_urls import Route, server  # noqa: F401 - the local HTTP serv
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def setup(tmp_path):
-    """(options, style path, photo paths, folder): 12 photos, a style, the tiny backbone."""
-    net = tmp_path / "lossnet.py"
+def training_setup(folder: Path, photos: int, **options: Any
+                   ) -> tuple[TrainOptions, Path, list[str], Path]:
+    """(options, style path, photo paths, folder): `photos` small photos, a style and the
+    tiny loss network written into `folder`; `options` override the tiny training record."""
+    net = folder / "lossnet.py"
     net.write_text(BACKBONE_SOURCE)
-    photos = [make_image(tmp_path / "photos" / f"p{i:02d}.png", (48, 40), seed=i)
-              for i in range(12)]
-    style = make_image(tmp_path / "style.png", (40, 40), seed=99)
+    paths = [str(make_image(folder / "photos" / f"p{i:02d}.png", (48, 40), seed=i))
+             for i in range(photos)]
+    style = make_image(folder / "style.png", (40, 40), seed=99)
     opts = TrainOptions(backbone=f"{net}:build", content_layers=("r2",),
                         style_layers=("r1", "r2"), precision="fp32", device="cpu", crop=32,
-                        width=4, blocks=1, batch_size=2, holdout=2, steps=12,
-                        checkpoint_every=4)
-    return opts, style, [str(p) for p in photos], tmp_path
+                        width=4, blocks=1, **options)
+    return opts, style, paths, folder
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """12 photos, a style, the tiny backbone (`training_setup`)."""
+    return training_setup(tmp_path, 12, batch_size=2, holdout=2, steps=12,
+                          checkpoint_every=4)
 
 
 def cli_args(opts: TrainOptions, style: Path, folder: Path, output: Path) -> list[str]:

@@ -24,10 +24,9 @@ from artconv.errors import ArtconvError
 from artconv.fast.distributed import train_on_ray
 from artconv.fast.model import load_model
 from artconv.fast.train import train
-from artconv.fast.train_options import TrainOptions
 from artconv.io.images import load_image
-from tests.conftest import BACKBONE_SOURCE, local_ray, make_image, run_cli
-from tests.fast.test_train import cli_args
+from tests.conftest import local_ray, run_cli
+from tests.fast.test_train import cli_args, training_setup
 
 try:
     import ray
@@ -60,17 +59,8 @@ def ray_address(tmp_path_factory):
 def setup(tmp_path_factory):
     """(options, style, photos, folder): 6 photos, a style, the tiny loss network; a global
     batch of 4 (2 crops a worker), 4 steps, a checkpoint every 2."""
-    tmp = tmp_path_factory.mktemp("ray_train")
-    net = tmp / "lossnet.py"
-    net.write_text(BACKBONE_SOURCE)
-    photos = [str(make_image(tmp / "photos" / f"p{i}.png", (48, 40), seed=i))
-              for i in range(6)]
-    style = make_image(tmp / "style.png", (40, 40), seed=99)
-    opts = TrainOptions(backbone=f"{net}:build", content_layers=("r2",),
-                        style_layers=("r1", "r2"), precision="fp32", device="cpu", crop=32,
-                        width=4, blocks=1, batch_size=4, holdout=1, steps=4,
-                        checkpoint_every=2)
-    return opts, style, photos, tmp
+    return training_setup(tmp_path_factory.mktemp("ray_train"), 6, batch_size=4, holdout=1,
+                          steps=4, checkpoint_every=2)
 
 
 @pytest.fixture(scope="module")
