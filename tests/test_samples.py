@@ -110,8 +110,10 @@ def test_batch_folder_renders_summarises_and_resumes(tmp_path, backbone_file, ca
     assert outputs <= {p.name for p in out_dir.iterdir()}
     assert "4 done, 0 skipped, 0 failed" in capsys.readouterr().out
     with Image.open(out_dir / "contact_sheet.png") as sheet:
-        side = 3 * (192 + 6) + 6  # 2 photos + header row, 2 styles + header column
-        assert sheet.size == (side, side)
+        # 2 styles + header column across; the square styles' header row, then 2 photos
+        # as tall as their 32x26 results at 192 px wide
+        row = round(192 * 26 / 32)
+        assert sheet.size == (3 * (192 + 6) + 6, 6 + 192 + 2 * (6 + row) + 6)
     assert batch_folder.main(args) == 0
     assert "0 done, 4 skipped, 0 failed" in capsys.readouterr().out
 

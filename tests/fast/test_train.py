@@ -164,8 +164,10 @@ def test_previews_grow_a_sheet_and_the_loss_curve_is_written(setup):
     train(opts.replace(preview_every=4), [style], photos, tmp / "m.safetensors")
     folder = tmp / "m.safetensors.train"
     sheet = Image.open(folder / "preview.png")
-    # rows: the 2 held-out photos under a header row; columns: the photo + 3 previews
-    assert sheet.size == (4 * (32 + 6) + 6, 3 * (32 + 6) + 6)
+    # rows: the 2 held-out photos under a header row (the square style); columns: the
+    # photo + 3 previews; a row is as tall as a 48x40 photo at the 32 px thumb
+    row = round(32 * 40 / 48)
+    assert sheet.size == (4 * (32 + 6) + 6, 6 + 32 + 2 * (6 + row) + 6)
     assert len(list((folder / "preview").glob("step*.png"))) == 6
     rows = (folder / "losses.csv").read_text().splitlines()
     assert rows[0] == "step,loss,content,style,tv,heldout"
