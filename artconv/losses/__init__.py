@@ -30,7 +30,7 @@ Weights (defaults per network scale, --loss-scale): `artconv.losses.weights`, to
 like this package's import (names load from the modules on first use).
 
 Region masks: `Style(targets_with_a_tuple_per_layer, ..., regions=Regions(masks))`.
-Tiles: `Content.owned`, `Style.sums` / `Style.from_sums` / `Style.surrogate`, `TV.in_bands`
+Tiles: `Content.owned`, `Style.sums` / `Style.from_sums` / `Style.gradients`, `TV.in_bands`
 (see `artconv.style.tiled`).
 """
 

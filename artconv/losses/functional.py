@@ -114,12 +114,13 @@ class _Moments(torch.autograd.Function):
     of the maps' own shape and memory layout (NHWC stays NHWC; not a view), which autograd
     may then take over and add the next layer's gradient to in place, rather than
     allocating a third full-size map for the sum. For bf16 maps measured faster widened,
-    the fp32 copy is kept for the backward rather than converted twice.
+    the fp32 copy is kept for the backward rather than converted twice. A constant `minus`
+    is taken off inside the product (`precision.product`); the backward is the same.
     """
 
     @staticmethod
-    def forward(ctx: Any, maps: torch.Tensor, m: torch.Tensor | None, sums: bool
-                ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(ctx: Any, maps: torch.Tensor, m: torch.Tensor | None, sums: bool,
+                minus: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor]:
         # bf16 or widened to fp32: whichever measured faster here (nets.precision); the
         # sums and the product stay fp32 either way.
         kind = precision.choose(maps.device, maps.dtype, maps.shape[1], maps[0, 0].numel())
@@ -130,15 +131,15 @@ class _Moments(torch.autograd.Function):
         ctx.dtype, ctx.kind = maps.dtype, kind
         ctx.set_materialize_grads(False)  # no full-size zeros for an unused output
         return (fm.sum(2, dtype=torch.promote_types(fm.dtype, torch.float32)) if sums else None,
-                precision.product(fm, f, kind))
+                precision.product(fm, f, kind, minus))
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, d_sum: torch.Tensor | None, d_prod: torch.Tensor | None
-                 ) -> tuple[torch.Tensor | None, None, None]:
+                 ) -> tuple[torch.Tensor | None, None, None, None]:
         fw, m = ctx.saved_tensors
         if not ctx.needs_input_grad[0] or (d_sum is None and d_prod is None):
-            return None, None, None
+            return None, None, None, None
         f = fw.flatten(2)
         rows = _rows(fw)
         if rows is not None:  # NHWC: channels fastest, so the (P,C) rows are contiguous
@@ -156,7 +157,7 @@ class _Moments(torch.autograd.Function):
             flat.add_(d_sum.unsqueeze(-1))
         if m is not None:
             flat.mul_(m)
-        return grad.to(ctx.dtype), None, None
+        return grad.to(ctx.dtype), None, None, None
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor | None:
@@ -169,16 +170,19 @@ def _rows(t: torch.Tensor) -> torch.Tensor | None:
     return t.permute(0, 2, 3, 1).view(n, h * w, c)
 
 
-def moment_sums(maps: torch.Tensor, mask: torch.Tensor | None, sums: bool = True
+def moment_sums(maps: torch.Tensor, mask: torch.Tensor | None, sums: bool = True,
+                minus: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Maps (N,C,...) -> (sum of F m (N,C) if `sums`, F diag(m) F^T (N,C,C)), fp32, F the
-    maps flattened to (N,C,P)."""
+    """Maps (N,C,...) -> (sum of F m (N,C) if `sums`, F diag(m) F^T - `minus` (N,C,C)),
+    fp32, F the maps flattened to (N,C,P). A constant `minus` (N|1,C,C) may be subtracted
+    inside the product (`precision.product`), where that is what keeps the result exact."""
     m = None if mask is None else _wide(mask).flatten(2)
     if m is not None and m.requires_grad:  # a learnt mask: autograd's general backward
         f = _wide(maps).flatten(2)
         fm, _ = _weighted(f, mask)
-        return fm.sum(2) if sums else None, torch.bmm(fm, f.mT)
-    return _Moments.apply(maps, m, sums)
+        prod = torch.bmm(fm, f.mT)
+        return fm.sum(2) if sums else None, prod if minus is None else prod - minus
+    return _Moments.apply(maps, m, sums, minus)
 
 
 # -- Gram ------------------------------------------------------------------------------------
@@ -194,8 +198,16 @@ def gram(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
 def gram_loss(features: torch.Tensor, target: torch.Tensor,
               mask: torch.Tensor | None = None) -> torch.Tensor:
     """(N,C,H,W) vs a target Gram (N|1,C,C) -> (N,): mean squared error of the Grams
-    (of the guided Gram within `mask`)."""
-    return (gram(features, mask) - target).square().flatten(1).mean(1)
+    (of the guided Gram within `mask`). Where the statistics run in bf16 on a CPU, the
+    difference is taken inside the product (`precision.fuses`): rounding the Gram itself
+    would be off by more than a converged difference."""
+    c = features.shape[1]
+    if not precision.fuses(features.device, features.dtype, c, features[0, 0].numel()) or (
+            mask is not None and mask.requires_grad):
+        return (gram(features, mask) - target).square().flatten(1).mean(1)
+    scale = c * _total(features.flatten(2), mask)
+    _, diff = moment_sums(features, mask, sums=False, minus=target * scale)
+    return (diff / scale).square().flatten(1).mean(1)
 
 
 def gram_scale(target: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from artconv.device import fp32
 from artconv.losses import functional as lf
 from artconv.losses.functional import GaussianTarget, StyleTarget
+from artconv.nets import precision
 
 Slices = tuple[slice, slice]
 Sums = dict[tuple[str, int], tuple[torch.Tensor, ...]]  # (layer, region) -> gathered sums
@@ -43,7 +44,8 @@ class Term(Protocol):
 
 class Part(NamedTuple):
     """The positions of one layer's map that a tile owns: where they sit in the whole map,
-    the whole map's size, and their features (N,C,p) in fp32."""
+    the whole map's size, and their features: (N,C,p) in fp32 for the sums, or for
+    `Style.gradients` the owned maps (N,C,h,w) as the network made them (dtype, layout)."""
 
     where: Slices
     grid: tuple[int, int]
@@ -164,6 +166,32 @@ class StyleLoss:
         first, second = lf.moment_sums(part.features, m, sums=self.w2)
         return (second, first) if self.w2 else (second,)
 
+    def gradient(self, part: Part, slopes: Sequence[torch.Tensor | None]
+                 ) -> torch.Tensor | None:
+        """The gradient of ``<D2, sum m f f^T> + <D1, sum m f>`` (the `slopes` D of the loss
+        with respect to `sums`) at the owned maps (N,C,h,w) of `part`: ``m ((D2 + D2^T) f +
+        D1)``, in the maps' dtype and channels-last rows, as `lf.moment_sums`'s backward
+        computes it. Written out, not autograd's: the surrogate's value is never needed, so
+        its product (and the maps widened for it) is not computed; None if D is all None."""
+        d2, d1 = slopes[0], (slopes[1] if self.w2 else None)
+        if d2 is None and d1 is None:
+            return None
+        f = part.features
+        n, c, h, w = f.shape
+        rows = f.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a copy unless already rows
+        if d2 is None:
+            grad = torch.zeros_like(rows)
+        else:
+            kind = precision.choose(f.device, f.dtype, c, h * w)
+            grad = precision.product_grad(rows, d2, kind, rows=True).to(f.dtype)
+        if d1 is not None:
+            grad.add_(d1.unsqueeze(1).to(grad.dtype))
+        if self.regions is not None:
+            (r, cl) = part.where
+            m = self.regions.at(part.grid)[self.region:self.region + 1, :, r, cl]
+            grad.mul_(m.flatten(2).mT.to(grad.dtype))
+        return grad.view(n, h, w, c).permute(0, 3, 1, 2)
+
     def from_sums(self, sums: tuple[torch.Tensor, ...], grid: Sequence[int]) -> torch.Tensor:
         """`value` from the sums over all of a layer's positions (grid `grid`)."""
         positions = int(grid[0]) * int(grid[1])
@@ -235,17 +263,18 @@ class Style:
         assert isinstance(total, torch.Tensor)
         return total
 
-    def surrogate(self, parts: Mapping[str, Part], slopes: Mapping[tuple[str, int], Sequence[
-            torch.Tensor | None]]) -> torch.Tensor | int:
-        """``sum <D, s>`` over a tile's own sums s and the row's derivatives D with respect
-        to the gathered sums: its gradient at every owned position is the row's."""
-        total: torch.Tensor | int = 0
+    def gradients(self, parts: Mapping[str, Part], slopes: Mapping[tuple[str, int], Sequence[
+            torch.Tensor | None]]) -> dict[str, torch.Tensor]:
+        """Per layer, the gradient at a tile's owned maps (`Part.features` (N,C,h,w)) of the
+        surrogate ``sum <D, s>`` over the tile's own sums s and the row's derivatives D with
+        respect to the gathered sums: at every owned position, the row's true gradient."""
+        out: dict[str, torch.Tensor] = {}
         for name, _, per in self.pieces:
             for k, p in enumerate(per):
-                for d, s in zip(slopes[(name, k)], p.sums(parts[name]), strict=True):
-                    if d is not None:
-                        total = total + (d * s).sum()
-        return total
+                g = p.gradient(parts[name], slopes[(name, k)])
+                if g is not None:
+                    out[name] = g if name not in out else out[name] + g
+        return out
 
 
 # -- pixels ----------------------------------------------------------------------------------

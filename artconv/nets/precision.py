@@ -8,9 +8,16 @@ So, as cuDNN's benchmark mode does, each candidate is timed once per (device, dt
 bucket) on random maps of that shape, and the faster is kept for the process. Both keep the
 sums in fp32: "fp32" widens the maps first; "bf16" multiplies the bf16 maps with fp32
 accumulation, on CUDA into an fp32 product (`out_dtype`), and computes the backward in bf16
-(no fp32 map and no fp32 gradient map: half the memory traffic). torch's CPU matmul has no
-fp32 result for bf16 inputs, and a product rounded to bf16 moves a converged loss by a few
-percent, so on the CPU "bf16" keeps the forward product in fp32 and gains in the backward.
+(no fp32 map and no fp32 gradient map: half the memory traffic).
+
+torch's CPU matmul has no fp32 result for bf16 inputs: it rounds the product to bf16, 2^-9 of
+each element, and a converged style loss compares two nearly equal Gram matrices, so that
+rounding would move it by several percent. But the loss only needs the *difference* from its
+target, and a fused ``baddbmm(-target, F, F^T)`` adds the target to the fp32 accumulator before
+the one rounding: the difference then carries 2^-9 of itself, not of the product (`product`'s
+`minus`). The target is split into a bf16 head (added in the fused product) and an fp32 tail
+(subtracted after), so the target itself is not rounded either. Whether this backend does
+fuse is measured too (`measure_product` refuses a "bf16" that comes out inexact).
 
 Set ARTCONV_STATS_PRECISION=fp32 or bf16 to skip the measurement (reproducible runs).
 """
@@ -69,6 +76,14 @@ def choose(device: torch.device, dtype: torch.dtype, channels: int, positions: i
     return _chosen[key]
 
 
+def fuses(device: torch.device, dtype: torch.dtype, channels: int, positions: int) -> bool:
+    """Whether maps of this shape get their statistics as a fused difference from the
+    target (`product`'s `minus`): bf16 maps, "bf16" chosen, on a CPU. Elsewhere the product
+    is exact in fp32 by itself, and the loss keeps its plain ``G - target`` arithmetic."""
+    return (dtype == torch.bfloat16 and device.type == "cpu"
+            and choose(device, dtype, channels, positions) == BF16)
+
+
 def chosen() -> dict[Key, str]:
     """The decisions taken so far (for benchmarks and bug reports)."""
     return dict(_chosen)
@@ -80,17 +95,23 @@ def forget() -> None:
 
 
 # -- the two implementations ------------------------------------------------------------------
-def product(fm: torch.Tensor, f: torch.Tensor, kind: str) -> torch.Tensor:
-    """``fm @ f^T`` of flattened maps (N,C,P) as an fp32 (N,C,C): "fp32" widens both first,
-    "bf16" multiplies them as they are (bf16) into an fp32 product where torch can (CUDA)."""
-    if kind == FP32 or fm.dtype != torch.bfloat16:
-        return torch.bmm(_wide(fm), _wide(f).mT)
-    if fm.is_cuda:
-        return torch.bmm(fm, f.mT, out_dtype=torch.float32)
-    # The CPU has no bf16 x bf16 -> fp32 matmul in torch: oneDNN rounds the product to
-    # bf16, 2^-9 of each element, which moves a converged relative loss by a few percent.
-    # The loss needs the exact product, so only the backward runs in bf16 here.
-    return torch.bmm(fm.float(), f.float().mT)
+def product(fm: torch.Tensor, f: torch.Tensor, kind: str,
+            minus: torch.Tensor | None = None) -> torch.Tensor:
+    """``fm @ f^T - minus`` of flattened maps (N,C,P) and an fp32 (N|1,C,C) `minus` (or
+    none) as an fp32 (N,C,C): "fp32" widens the maps first, "bf16" multiplies them as they
+    are (bf16) into an fp32 product where torch can (CUDA), and on the CPU only with a
+    `minus`, fused (see the module's note); without one it widens, as "fp32"."""
+    if kind == BF16 and fm.dtype == torch.bfloat16:
+        if fm.is_cuda:
+            prod = torch.bmm(fm, f.mT, out_dtype=torch.float32)
+            return prod if minus is None else prod - minus
+        if minus is not None:
+            head = minus.to(torch.bfloat16)
+            tail = minus - head.float()
+            return torch.baddbmm(-head, fm, f.mT).float().sub_(tail)
+    wide = _wide(f)  # once: `fm` is `f` itself unless a mask weighs it
+    prod = torch.bmm(wide if fm is f else _wide(fm), wide.mT)
+    return prod if minus is None else prod - minus
 
 
 def product_grad(f: torch.Tensor, d_prod: torch.Tensor, kind: str, *, rows: bool = False,
@@ -112,17 +133,36 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
+INEXACT = 2.0 ** -6  # a fused difference off by more than this share of itself is not used
+
+
+def fused_error(f: torch.Tensor) -> float:
+    """The relative error of the "bf16" difference ``f f^T - minus`` of maps (1,C,P) against
+    fp32, for a `minus` within 1e-3 of the product (a converged loss's closeness), where
+    rounding the product instead of the difference would be off by the difference itself."""
+    exact = product(f, f, FP32).double()
+    gen = torch.Generator().manual_seed(1)
+    near = exact * (1 + 1e-3 * torch.randn(exact.shape, generator=gen, dtype=exact.dtype
+                                           ).to(exact.device))
+    diff = product(f, f, BF16, minus=near.float()).double()
+    want = exact - near
+    return float((diff - want).abs().max() / want.abs().max().clamp_min(1e-30))
+
+
 def measure_product(kind: str, device: torch.device, dtype: torch.dtype, channels: int,
                     positions: int) -> float:
-    """Seconds of one forward and one backward product on random maps of that shape, as the
-    engines run them (NHWC rows), after a warm-up call."""
+    """Seconds of one forward (a difference from a target, as the Gram loss asks) and one
+    backward product on random maps of that shape, as the engines run them (NHWC rows),
+    after a warm-up call; infinite for a "bf16" whose difference comes out inexact here."""
     gen = torch.Generator().manual_seed(0)
     rows = torch.rand((1, positions, channels), generator=gen).to(device, dtype)
     f = rows.mT  # (1,C,P), a view as a channels_last map's
     d_prod = torch.rand((1, channels, channels), generator=gen).to(device)
+    if kind == BF16 and fused_error(f) > INEXACT:
+        return float("inf")
 
     def once() -> None:
-        product(f, f, kind)
+        product(f, f, kind, minus=d_prod)
         product_grad(rows, d_prod, kind, rows=True)
 
     once()

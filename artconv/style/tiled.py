@@ -11,9 +11,9 @@ feature a tile owns is computed exactly as in the whole image):
 2. the style loss as a function of those statistics is small (C x C per layer), so autograd
    gives its derivative D with respect to each statistic; then per tile, with grad, the
    surrogate ``<D2, sum_owned m f f^T> + <D1, sum_owned m f>`` (plus the owned content
-   terms) has at every owned position exactly the true gradient. It is backpropagated to
-   the tile's pixels and added into the image's gradient: margin pixels get gradient from
-   their neighbours' positions too.
+   terms) has at every owned position exactly the true gradient, ``m ((D2 + D2^T) f + D1)``
+   (`losses.Style.gradients`). It is backpropagated to the tile's pixels and added into
+   the image's gradient: margin pixels get gradient from their neighbours' positions too.
 
 One mechanism covers Gram and W2, region masks (`m`), relative loss scales, blends and
 batches, since all of them are inside the function of the statistics. TV and pixel-space
@@ -104,12 +104,14 @@ class TilePlan:
         """Each layer's whole map size (h, w)."""
         return {name: hw for name, (_, hw) in self.maps.items()}
 
-    def parts(self, index: int, feats: Mapping[str, torch.Tensor], layers: Sequence[str]
-              ) -> dict[str, Part]:
-        """Tile `index`'s owned positions of each of `layers`, as the terms take them."""
+    def parts(self, index: int, feats: Mapping[str, torch.Tensor], layers: Sequence[str], *,
+              as_made: bool = False) -> dict[str, Part]:
+        """Tile `index`'s owned positions of each of `layers`, as the terms take them:
+        flattened in fp32 (`part`), or `as_made` the owned maps as views (`piece`)."""
         out = {}
         for name in layers:
-            where, f = self.part(index, name, feats[name])
+            take = self.piece if as_made else self.part
+            where, f = take(index, name, feats[name])
             out[name] = Part(where, self.maps[name][1], f)
         return out
 
@@ -136,7 +138,7 @@ def assemble(net: Net, image: torch.Tensor, layers: Sequence[str], plan: TilePla
 class TiledObjective(Objective):
     """`Objective` evaluated tile by tile (cores of about `tile` px): the same rows and
     gradient up to float rounding, in the memory of one tile, from the same terms (their
-    tile forms: `losses.Content.owned`, `losses.Style.sums` / `from_sums` / `surrogate`,
+    tile forms: `losses.Content.owned`, `losses.Style.sums` / `from_sums` / `gradients`,
     `losses.TV.in_bands`). `content_targets` are the whole maps (`assemble`). Calling it
     gives the rows without gradient; `value_and_grad` gives both. `on_tile(i, n)` is told
     after each tile of each pass."""
@@ -214,19 +216,25 @@ class TiledObjective(Objective):
     def _tile_gradient(self, x: torch.Tensor, plan: TilePlan, i: int, t: Tile,
                        slopes: Mapping[tuple[str, int], tuple[torch.Tensor | None, ...]],
                        grad: torch.Tensor) -> None:
-        """Pass 2 for one tile: the surrogate's gradient, added into `grad`."""
+        """Pass 2 for one tile: the surrogate's gradient, added into `grad`. The style
+        part enters as the gradients at the owned maps (`losses.Style.gradients`), in the
+        maps' own precision; the content part as its owned value."""
         with torch.enable_grad():
             crop = t.crop(x).detach().requires_grad_(True)
             feats = self.net.features(rgb(crop), self.layers)
+            outputs: list[torch.Tensor] = []
+            grads: list[torch.Tensor | None] = []
             with fp32():
-                surrogate: torch.Tensor | int = 0
                 if self.content.pieces:
                     owned = self.content.owned(plan.parts(i, feats, self.content.layers))
-                    surrogate = self.weights.content * owned.sum()
-                surrogate = surrogate + self.style.surrogate(
-                    plan.parts(i, feats, self.style.layers), slopes)
-            if isinstance(surrogate, torch.Tensor) and surrogate.requires_grad:
-                (g,) = torch.autograd.grad(surrogate, crop)
+                    outputs.append(self.weights.content * owned.sum())
+                    grads.append(None)
+                pieces = plan.parts(i, feats, self.style.layers, as_made=True)
+                for name, g in self.style.gradients(pieces, slopes).items():
+                    outputs.append(pieces[name].features)
+                    grads.append(g)
+            if outputs:
+                (g,) = torch.autograd.grad(outputs, crop, grads)
                 add_crop(grad, t, g)
         self._tick(i, plan)
 
