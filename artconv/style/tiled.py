@@ -54,6 +54,7 @@ from artconv.style.options import StyleOptions
 from artconv.style.targets import Net, StyleTargets, TargetMaker, _prepared
 
 Slices = tuple[slice, slice]
+Made = tuple[torch.Tensor, dict[str, torch.Tensor]]  # a tile's crop and its maps (with grad)
 
 
 class TilePlan:
@@ -140,8 +141,8 @@ class TiledObjective(Objective):
     gradient up to float rounding, in the memory of one tile, from the same terms (their
     tile forms: `losses.Content.owned`, `losses.Style.sums` / `from_sums` / `gradients`,
     `losses.TV.in_bands`). `content_targets` are the whole maps (`assemble`). Calling it
-    gives the rows without gradient; `value_and_grad` gives both. `on_tile(i, n)` is told
-    after each tile of each pass."""
+    gives the rows without gradient; `value_and_grad` gives both. `on_tile(done, n)` is told
+    after each tile of each pass (`done` of `n` tiles of that pass)."""
 
     def __init__(self, net: Net, options: StyleOptions, weights: LossWeights,
                  content_targets: dict[str, torch.Tensor], targets: StyleTargets,
@@ -161,7 +162,7 @@ class TiledObjective(Objective):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             plan = self.plan(x.shape[-2:])
-            sums, content = self._statistics(x, plan)
+            sums, content, _ = self._statistics(x, plan)
             with fp32():
                 style = self.style.from_sums(sums, plan.grids)
                 pixel = [w * term({}, x) for _, w, term in self.terms if not term.layers]
@@ -170,7 +171,7 @@ class TiledObjective(Objective):
     def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.detach()
         plan = self.plan(x.shape[-2:])
-        sums, content = self._statistics(x, plan)
+        sums, content, kept = self._statistics(x, plan, keep_last=True)
         with torch.enable_grad(), fp32():
             leaves = {k: tuple(s.requires_grad_(True) for s in v) for k, v in sums.items()}
             style = self.style.from_sums(leaves, plan.grids)
@@ -180,8 +181,12 @@ class TiledObjective(Objective):
         it = iter(found)
         slopes = {k: tuple(next(it) for _ in v) for k, v in leaves.items()}
         grad = torch.zeros_like(x)
-        for i, t in enumerate(plan.tiles):
-            self._tile_gradient(x, plan, i, t, slopes, grad)
+        last = len(plan) - 1
+        for done, i in enumerate((last, *range(last)), 1):  # the last tile's maps are
+            made, kept = (kept, None) if i == last else (None, kept)  # still there
+            self._tile_gradient(x, plan, i, plan.tiles[i], slopes, grad, made)
+            del made  # that tile's graph: not alive through the next tile's pass
+            self._tick(done, plan)
         pixel = []
         for _, w, term in self.terms:
             if term.layers:
@@ -198,30 +203,42 @@ class TiledObjective(Objective):
         return self._rows(content, style.detach(), pixel), grad
 
     # -- the passes ---------------------------------------------------------------------------
-    def _statistics(self, x: torch.Tensor, plan: TilePlan) -> tuple[Sums, torch.Tensor]:
-        """Pass 1: the style term's sums over the image (`losses.Style.sums`), and the
-        content loss (K,), unweighted."""
+    def _statistics(self, x: torch.Tensor, plan: TilePlan, keep_last: bool = False
+                    ) -> tuple[Sums, torch.Tensor, Made | None]:
+        """Pass 1: the style term's sums over the image (`losses.Style.sums`), the content
+        loss (K,), unweighted, and with `keep_last` the last tile's maps made with grad, for
+        pass 2 to start from: one tile's network pass less per evaluation, in the memory
+        pass 2 takes anyway (one tile's graph)."""
         sums: Sums = {}
         content = x.new_zeros(x.shape[0])
-        with torch.no_grad():
-            for i, t in enumerate(plan.tiles):
-                feats = self.net.features(rgb(t.crop(x)), self.layers)
-                with fp32():
-                    self.style.sums(plan.parts(i, feats, self.style.layers), into=sums)
-                    if self.content.pieces:
-                        content += self.content.owned(plan.parts(i, feats, self.content.layers))
-                self._tick(i, plan)
-        return sums, content
+        kept: Made | None = None
+        for i, t in enumerate(plan.tiles):
+            keep = keep_last and i == len(plan) - 1
+            with torch.set_grad_enabled(keep):
+                crop = t.crop(x).detach().requires_grad_(keep)
+                feats = self.net.features(rgb(crop), self.layers)
+            with torch.no_grad(), fp32():
+                self.style.sums(plan.parts(i, feats, self.style.layers), into=sums)
+                if self.content.pieces:
+                    content += self.content.owned(plan.parts(i, feats, self.content.layers))
+            if keep:
+                kept = (crop, feats)
+            self._tick(i + 1, plan)
+        return sums, content, kept
 
     def _tile_gradient(self, x: torch.Tensor, plan: TilePlan, i: int, t: Tile,
                        slopes: Mapping[tuple[str, int], tuple[torch.Tensor | None, ...]],
-                       grad: torch.Tensor) -> None:
+                       grad: torch.Tensor, made: Made | None = None) -> None:
         """Pass 2 for one tile: the surrogate's gradient, added into `grad`. The style
         part enters as the gradients at the owned maps (`losses.Style.gradients`), in the
-        maps' own precision; the content part as its owned value."""
+        maps' own precision; the content part as its owned value. `made`: the tile's crop
+        and maps with their graph, if pass 1 kept them."""
         with torch.enable_grad():
-            crop = t.crop(x).detach().requires_grad_(True)
-            feats = self.net.features(rgb(crop), self.layers)
+            if made is None:
+                crop = t.crop(x).detach().requires_grad_(True)
+                feats = self.net.features(rgb(crop), self.layers)
+            else:
+                crop, feats = made
             outputs: list[torch.Tensor] = []
             grads: list[torch.Tensor | None] = []
             with fp32():
@@ -236,12 +253,12 @@ class TiledObjective(Objective):
             if outputs:
                 (g,) = torch.autograd.grad(outputs, crop, grads)
                 add_crop(grad, t, g)
-        self._tick(i, plan)
 
-    def _tick(self, i: int, plan: TilePlan) -> None:
+    def _tick(self, done: int, plan: TilePlan) -> None:
+        """`done` tiles of this pass are done."""
         self.tile_passes += 1
         if self.on_tile is not None:
-            self.on_tile(i + 1, len(plan))
+            self.on_tile(done, len(plan))
 
     def _rows(self, content: torch.Tensor, style: torch.Tensor,
               pixel: Sequence[torch.Tensor]) -> torch.Tensor:

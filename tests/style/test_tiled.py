@@ -76,6 +76,25 @@ def test_bf16_tiled_content_targets_are_held_in_bf16_and_agree_with_untiled():
     assert rel(v1, v0) < 1e-2 and rel(g1, g0) < 2e-2  # bf16 convolutions, in other tiles
 
 
+def test_pass_two_starts_from_the_last_tile_of_pass_one(monkeypatch):
+    """A gradient evaluation runs the network 2n - 1 times over n tiles, not 2n: pass 1's
+    last tile keeps its graph for pass 2, whose result stays the untiled one."""
+    torch.manual_seed(0)
+    st = engine()
+    targets = st.style_targets([torch.rand(3, 40, 36)], 48)
+    content, x = torch.rand(1, 3, 37, 45), torch.rand(1, 3, 37, 45)
+    ob = st.objective(content, targets, tile=12)
+    n = len(ob.plan(x.shape[-2:]))
+    calls = []
+    net = type(ob.net)
+    real = net.features
+    monkeypatch.setattr(net, "features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _, grad = ob.value_and_grad(x)
+    assert n > 2 and len(calls) == 2 * n - 1
+    _, g0 = st.objective(content, targets).value_and_grad(x)
+    assert rel(grad, g0) < TOL
+
+
 @pytest.mark.parametrize("loss", ["gram", "w2"])
 def test_tiled_blend_of_two_styles_and_a_batch_of_two(loss):
     torch.manual_seed(1)
