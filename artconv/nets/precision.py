@@ -155,8 +155,8 @@ def fused_error(f: torch.Tensor) -> float:
 def _fuses_exactly(device: torch.device, dtype: torch.dtype, channels: int, positions: int
                    ) -> bool:
     """`fused_error` within `INEXACT` for random maps of this shape (checked once, not in
-    every timed round); False where this torch cannot run "bf16" at all (CUDA's
-    `out_dtype` came with torch 2.8; the supported range starts lower)."""
+    every timed round); False where this torch cannot run "bf16" at all (`bmm`'s
+    `out_dtype`, which CUDA uses, is newer than the oldest torch artconv supports)."""
     gen = torch.Generator().manual_seed(0)
     f = torch.rand((1, positions, channels), generator=gen).to(device, dtype).mT
     try:
