@@ -169,7 +169,9 @@ def bench_quality(args: argparse.Namespace) -> dict[str, Any]:
           f"   unsteadiness {mean['unsteadiness']:.3f} (temporal term, 1 = as the input)")
     has_optimiser = any(c == 1 for _, c in cells)
     sheet = contact_sheet([str(p) for p in photos], [None] * (1 + has_optimiser), cells,
-                          out / f"side_by_side_{args.size}.png", thumb=args.size)
+                          out / f"side_by_side_{args.size}.png", thumb=args.size,
+                          column_labels=["network", "optimiser"][:1 + has_optimiser],
+                          corner_label="photo")
     print(f"sheet: {sheet} (rows: photo, model, optimiser)")
     summary = {"machine": machine(), "size": args.size, "rows": rows, "mean": mean}
     if args.json:

@@ -161,7 +161,9 @@ def bench_flicker(args: argparse.Namespace) -> list[dict[str, Any]]:
                                                out / f"{row['model']}_b{blend:g}_{k:03d}.png"))
     if args.sheet:
         rows_in = [cells.pop((r, -1)) for r in range(len(sheet_frames))]
-        contact_sheet(rows_in, columns, cells, args.sheet, thumb=args.thumb)
+        contact_sheet(rows_in, columns, cells, args.sheet, thumb=args.thumb,
+                      row_labels=[f"frame {k}" for k in sheet_frames], corner_label="input",
+                      column_labels=[f"{r['model']} blend {r['blend']:g}" for r in rows])
         print(f"sheet: {args.sheet} (rows: frames {args.sheet_frames}; columns: "
               + ", ".join(f"{r['model']} blend {r['blend']:g}" for r in rows) + ")")
     if args.json:

@@ -128,4 +128,5 @@ def write_sheet(path: Path, photos: Sequence[str], folder: Path, steps: Sequence
     cells = {(r, c): str(preview_path(folder, s, r))
              for r in range(len(photos)) for c, s in enumerate(shown)}
     columns = [style if c == 0 else None for c in range(len(shown))]
-    return contact_sheet(list(photos), columns, cells, path, thumb=thumb)
+    return contact_sheet(list(photos), columns, cells, path, thumb=thumb,
+                         column_labels=[f"step {s}" for s in shown])

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
 from artconv.engine import Interrupted
@@ -26,6 +26,7 @@ from artconv.fast import data
 from artconv.fast.train import Trainer, train
 from artconv.fast.train_options import TrainOptions
 from artconv.io.images import load_image
+from artconv.io.sheet import label_font
 from artconv.outputs import file_sha256
 from tests.conftest import BACKBONE_SOURCE, make_image, run_cli
 from tests.io.test_urls import Route, server  # noqa: F401 - the local HTTP server fixture
@@ -164,10 +165,15 @@ def test_previews_grow_a_sheet_and_the_loss_curve_is_written(setup):
     train(opts.replace(preview_every=4), [style], photos, tmp / "m.safetensors")
     folder = tmp / "m.safetensors.train"
     sheet = Image.open(folder / "preview.png")
-    # rows: the 2 held-out photos under a header row (the square style); columns: the
-    # photo + 3 previews; a row is as tall as a 48x40 photo at the 32 px thumb
+    # rows: the 2 held-out photos under a header row (the square style) and a line of
+    # labels ("step 4" ...); columns: the photo + 3 previews, each as wide as its picture
+    # (32 px thumb) or its label; a row is as tall as a 48x40 photo at that thumb
     row = round(32 * 40 / 48)
-    assert sheet.size == (4 * (32 + 6) + 6, 6 + 32 + 2 * (6 + row) + 6)
+    draw, font = ImageDraw.Draw(Image.new("RGB", (1, 1))), label_font(32)
+    boxes = [draw.textbbox((0, 0), f"step {k}", font=font, anchor="ls") for k in (4, 8, 12)]
+    band = max(-b[1] for b in boxes) + max(b[3] for b in boxes)
+    width = 6 + 32 + sum(6 + max(32, b[2]) for b in boxes) + 6
+    assert sheet.size == (width, 6 + band + 6 + 32 + 2 * (6 + row) + 6)
     assert len(list((folder / "preview").glob("step*.png"))) == 6
     rows = (folder / "losses.csv").read_text().splitlines()
     assert rows[0] == "step,loss,content,style,tv,heldout"
