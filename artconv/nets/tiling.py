@@ -14,6 +14,7 @@ the features engine (`artconv.features.plan`, which sizes each tile's context pe
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -285,3 +286,25 @@ def available_memory(device: torch.device) -> int:
     except OSError:
         pass
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc's; other C libraries lack it
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def give_back_freed(device: torch.device) -> None:
+    """After a tile on the CPU: hand the pages of freed memory back to the system.
+
+    A tile's maps are a few MB to a few tens of MB each, sizes glibc serves from its heap,
+    and edge tiles have other sizes than inner ones, so the holes they leave are kept
+    resident and the heap grows with the number of tiles: ~100 bytes per output pixel of
+    peak RSS at 2048 px in tiles of 512 (benchmarks/README.md, issue 24). Giving them back
+    costs the next tile its page faults (a few ms against seconds of network pass)."""
+    if device.type == "cpu" and _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

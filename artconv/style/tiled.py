@@ -42,6 +42,7 @@ from artconv.nets.tiling import (
     Tile,
     add_crop,
     available_memory,
+    give_back_freed,
     largest_tile,
     network_bytes,
     owned,
@@ -130,6 +131,8 @@ def assemble(net: Net, image: torch.Tensor, layers: Sequence[str], plan: TilePla
                 h, w = plan.maps[name][1]
                 out[name] = part.new_zeros((image.shape[0], part.shape[1], h, w))
             out[name][..., rows, cols] = part
+        del feats
+        give_back_freed(image.device)
     return out
 
 
@@ -180,6 +183,7 @@ class TiledObjective(Objective):
         grad = torch.zeros_like(x)
         for i, t in enumerate(plan.tiles):
             self._tile_gradient(x, plan, i, t, slopes, grad)
+            self._tick(i, plan)  # after the tile's maps and graph are gone
         pixel = []
         for _, w, term in self.terms:
             if term.layers:
@@ -208,6 +212,7 @@ class TiledObjective(Objective):
                     self.style.sums(plan.parts(i, feats, self.style.layers), into=sums)
                     if self.content.pieces:
                         content += self.content.owned(plan.parts(i, feats, self.content.layers))
+                del feats  # not alive through the next tile's pass
                 self._tick(i, plan)
         return sums, content
 
@@ -228,9 +233,10 @@ class TiledObjective(Objective):
             if isinstance(surrogate, torch.Tensor) and surrogate.requires_grad:
                 (g,) = torch.autograd.grad(surrogate, crop)
                 add_crop(grad, t, g)
-        self._tick(i, plan)
 
     def _tick(self, i: int, plan: TilePlan) -> None:
+        """A tile is done: its memory goes back to the system, and `on_tile` is told."""
+        give_back_freed(self.net.device)
         self.tile_passes += 1
         if self.on_tile is not None:
             self.on_tile(i + 1, len(plan))
@@ -309,6 +315,8 @@ class TiledTargetMaker(TargetMaker):
                         out[name][1] += first
                     else:
                         out[name] = [second, first]
+            del feats, f
+            give_back_freed(image.device)
         result: dict[str, tuple[torch.Tensor, torch.Tensor, Any]] = {}
         for name, (second, first) in out.items():
             h, w = plan.maps[name][1]
