@@ -131,7 +131,7 @@ def assemble(net: Net, image: torch.Tensor, layers: Sequence[str], plan: TilePla
                 h, w = plan.maps[name][1]
                 out[name] = part.new_zeros((image.shape[0], part.shape[1], h, w))
             out[name][..., rows, cols] = part
-        del feats
+        del feats, part  # not alive through the next tile's pass
         give_back_freed(image.device)
     return out
 
@@ -315,7 +315,7 @@ class TiledTargetMaker(TargetMaker):
                         out[name][1] += first
                     else:
                         out[name] = [second, first]
-            del feats, f
+            del feats  # not alive through the next tile's pass
             give_back_freed(image.device)
         result: dict[str, tuple[torch.Tensor, torch.Tensor, Any]] = {}
         for name, (second, first) in out.items():
