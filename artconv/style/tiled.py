@@ -38,11 +38,11 @@ from artconv.nets.extractor import FeatureExtractor
 from artconv.nets.geometry import walk
 from artconv.nets.tiling import (
     GIB,
+    FreedMemory,
     MemoryEstimate,
     Tile,
     add_crop,
     available_memory,
-    give_back_freed,
     largest_tile,
     network_bytes,
     owned,
@@ -123,6 +123,7 @@ def assemble(net: Net, image: torch.Tensor, layers: Sequence[str], plan: TilePla
     network's output precision: bf16 maps held as bf16 are exact and half the size (the
     largest image-sized buffer of a run: 64 bytes per pixel for relu3_1 in fp32)."""
     out: dict[str, torch.Tensor] = {}
+    freed = FreedMemory(image.device)
     for i, t in enumerate(plan.tiles):
         feats = net.features(rgb(t.crop(image)), layers)
         for name in layers:
@@ -132,7 +133,7 @@ def assemble(net: Net, image: torch.Tensor, layers: Sequence[str], plan: TilePla
                 out[name] = part.new_zeros((image.shape[0], part.shape[1], h, w))
             out[name][..., rows, cols] = part
         del feats, part  # not alive through the next tile's pass
-        give_back_freed(image.device)
+        freed.tile_done()
     return out
 
 
@@ -181,9 +182,10 @@ class TiledObjective(Objective):
         it = iter(found)
         slopes = {k: tuple(next(it) for _ in v) for k, v in leaves.items()}
         grad = torch.zeros_like(x)
+        freed = FreedMemory(x.device)
         for i, t in enumerate(plan.tiles):
             self._tile_gradient(x, plan, i, t, slopes, grad)
-            self._tick(i, plan)  # after the tile's maps and graph are gone
+            self._tick(i, plan, freed)  # after the tile's maps and graph are gone
         pixel = []
         for _, w, term in self.terms:
             if term.layers:
@@ -205,6 +207,7 @@ class TiledObjective(Objective):
         content loss (K,), unweighted."""
         sums: Sums = {}
         content = x.new_zeros(x.shape[0])
+        freed = FreedMemory(x.device)
         with torch.no_grad():
             for i, t in enumerate(plan.tiles):
                 feats = self.net.features(rgb(t.crop(x)), self.layers)
@@ -213,7 +216,7 @@ class TiledObjective(Objective):
                     if self.content.pieces:
                         content += self.content.owned(plan.parts(i, feats, self.content.layers))
                 del feats  # not alive through the next tile's pass
-                self._tick(i, plan)
+                self._tick(i, plan, freed)
         return sums, content
 
     def _tile_gradient(self, x: torch.Tensor, plan: TilePlan, i: int, t: Tile,
@@ -234,9 +237,10 @@ class TiledObjective(Objective):
                 (g,) = torch.autograd.grad(surrogate, crop)
                 add_crop(grad, t, g)
 
-    def _tick(self, i: int, plan: TilePlan) -> None:
-        """A tile is done: its memory goes back to the system, and `on_tile` is told."""
-        give_back_freed(self.net.device)
+    def _tick(self, i: int, plan: TilePlan, freed: FreedMemory) -> None:
+        """A tile of a pass is done: freed memory that piled up goes back to the system,
+        and `on_tile` is told."""
+        freed.tile_done()
         self.tile_passes += 1
         if self.on_tile is not None:
             self.on_tile(i + 1, len(plan))
@@ -302,6 +306,7 @@ class TiledTargetMaker(TargetMaker):
         masks = {n: (None if region is None else lf.layer_mask(region, plan.maps[n][1]))
                  for n in layers}
         out: dict[str, list[Any]] = {}
+        freed = FreedMemory(image.device)
         for i, t in enumerate(plan.tiles):
             feats = self.net.features(t.crop(image), layers)
             with fp32():
@@ -316,7 +321,7 @@ class TiledTargetMaker(TargetMaker):
                     else:
                         out[name] = [second, first]
             del feats  # not alive through the next tile's pass
-            give_back_freed(image.device)
+            freed.tile_done()
         result: dict[str, tuple[torch.Tensor, torch.Tensor, Any]] = {}
         for name, (second, first) in out.items():
             h, w = plan.maps[name][1]

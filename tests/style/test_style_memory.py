@@ -15,6 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from artconv.losses import terms
+from artconv.nets import tiling
 from artconv.nets.extractor import FeatureExtractor
 from artconv.style import StyleOptions, StyleTransfer
 from artconv.style.optimise import InPlaceAdam, warm_start
@@ -132,3 +133,21 @@ def test_a_style_already_at_its_size_is_used_as_is():
     assert used.data_ptr() == style.data_ptr()
     assert torch.equal(used, F.interpolate(style[None], size=(50, 80), mode="bicubic",
                                            antialias=True))
+
+
+def test_freed_memory_goes_back_only_when_a_pass_has_piled_it_up(monkeypatch):
+    """Each tile's end compares the resident size with the pass's first tile's end: memory
+    is given back (glibc's malloc_trim) only past `TRIM_SLACK` of growth, so a pass whose
+    tiles reuse their memory pays no page faults for it."""
+    trims, resident = [], iter([900, 950, 900 + tiling.TRIM_SLACK + 1, 960, 700, 700])
+    monkeypatch.setattr(tiling, "_MALLOC_TRIM", trims.append)
+    monkeypatch.setattr(tiling, "_resident", lambda: next(resident))
+    freed = tiling.FreedMemory(torch.device("cpu"))
+    for _ in range(4):
+        freed.tile_done()
+    assert trims == [0] and freed.trims == 1
+    again = tiling.FreedMemory(torch.device("cpu"))  # a new pass measures from its own start
+    again.tile_done()
+    again.tile_done()
+    assert trims == [0]
+    assert not tiling.FreedMemory(torch.device("meta")).on  # not the host's memory
