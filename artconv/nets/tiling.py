@@ -14,6 +14,7 @@ the features engine (`artconv.features.plan`, which sizes each tile's context pe
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -285,3 +286,51 @@ def available_memory(device: torch.device) -> int:
     except OSError:
         pass
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc's; other C libraries lack it
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+TRIM_SLACK = 128 * 2**20  # bytes of resident growth over a pass that make a tile give back
+
+
+def _resident() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class FreedMemory:
+    """Gives freed memory back to the system between the tiles of one pass on the CPU, when
+    it has piled up.
+
+    A tile's maps are a few MB to a few tens of MB each, sizes glibc serves from its heap,
+    and edge tiles have other sizes than inner ones, so the holes they leave stay resident
+    and the heap grows with the number of tiles: ~100 bytes per output pixel of peak RSS at
+    2048 px in tiles of 512 (benchmarks/README.md, issue 24). Giving the pages back
+    (glibc's malloc_trim) costs the next tile the page faults of its whole working set, so
+    it is done only when the resident size at a tile's end has grown more than
+    `TRIM_SLACK` over the pass's first tile's end (where a tile's reusable memory is
+    counted once): the growth stays bounded, the faults are paid now and then."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.on = device.type == "cpu" and _MALLOC_TRIM is not None
+        self.base: int | None = None
+        self.trims = 0
+
+    def tile_done(self) -> None:
+        if not self.on or _MALLOC_TRIM is None:
+            return
+        now = _resident()
+        if now is not None and self.base is None:
+            self.base = now
+        elif now is None or now > self.base + TRIM_SLACK:
+            _MALLOC_TRIM(0)
+            self.trims += 1

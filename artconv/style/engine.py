@@ -298,14 +298,25 @@ class StyleTransfer:
             run.tiles = len(objective.plan(hw)) if isinstance(objective, TiledObjective) else 1
             if isinstance(objective, TiledObjective):
                 objective.on_tile = run.tile_done  # a bar per tile pass: no frozen screen
-            # A seamless texture stays tileable when carried up to the next scale.
-            carried = resize_circular(x, hw) if opts.seamless else resize_to(x, hw)
-            run.scale = ScaleRun.start(carried, content_s, opts, lum, adam_state)
-            if not run.steps(objective, opts.iterations_at(index), index + 1, hw):
+            # A seamless texture stays tileable when carried up to the next scale (start
+            # copies it: no name keeps the carried image alive through the scale).
+            run.scale = ScaleRun.start(resize_circular(x, hw) if opts.seamless
+                                       else resize_to(x, hw), content_s, opts, lum, adam_state)
+            adam_state = None
+            finished = run.steps(objective, opts.iterations_at(index), index + 1, hw)
+            # Image-sized state that is done with goes before the next scale's (or the
+            # result's) is made: the content targets, and after the last scale the
+            # optimiser's moments and gradient.
+            del objective
+            if index + 1 < len(sizes) and finished:
+                adam_state = run.scale.adam_state()
+            else:
+                run.scale.close()
+            if not finished:
                 result = run.result()
                 assert result is not None  # a callback stops only after a step
                 return result
-            x, adam_state = run.scale.iterate(), run.scale.adam_state()
+            x = run.scale.iterate()
         return _finish(x, run.output, lum)
 
     @torch.no_grad()

@@ -84,6 +84,46 @@ def rgb(x: torch.Tensor) -> torch.Tensor:
     return x if x.shape[1] == 3 else x.expand(-1, 3, -1, -1)
 
 
+class InPlaceAdam(torch.optim.Adam):
+    """torch's Adam, its single-tensor update bit for bit (the same state, so `warm_start`
+    and `adam_state` are unchanged), without its image-sized temporaries: torch computes
+    the denominator in two new tensors (24 bytes per pixel in fp32 at the step, on top of
+    the moments), here it is computed in the gradient's buffer, which the update has no
+    more use for once the moments are updated. The gradient is therefore spent: `step`
+    sets `.grad` to None. Plain Adam only (no weight decay, amsgrad or maximize)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=False)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        if closure is not None:
+            raise ValueError("InPlaceAdam.step takes no closure")
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps = group["lr"], group["eps"]
+            for p in group["params"]:
+                grad = p.grad
+                if grad is None:
+                    continue
+                state = self.state[p]
+                if not state:  # as torch's _init_group
+                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                state["step"] += 1
+                exp_avg.lerp_(grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                step = float(state["step"])
+                step_size = lr / (1 - beta1**step)
+                denom = torch.sqrt(exp_avg_sq, out=grad).div_((1 - beta2**step) ** 0.5)
+                p.addcdiv_(exp_avg, denom.add_(eps), value=-step_size)
+                p.grad = None
+
+
 class EMA:
     """Bias-corrected exponential moving average of the iterates (as Adam's moments)."""
 
@@ -124,7 +164,7 @@ class ScaleRun:
                   .requires_grad_(True) for i in range(x.shape[0])]
         adam = options.optimizer == "adam"
         if adam:
-            optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(
+            optimizers: list[torch.optim.Optimizer] = [InPlaceAdam(
                 params, lr=options.learning_rate(), betas=(0.9, 0.99))]
             if adam_state is not None:
                 warm_start(optimizers[0], params, adam_state)
@@ -140,9 +180,7 @@ class ScaleRun:
         `read` (the one host sync of a step), else None."""
         for p in self.params:
             p.grad = None
-        # one image: its leaf itself, not an image-sized copy (cat always copies)
-        x = self.params[0] if len(self.params) == 1 else torch.cat(self.params)
-        parts, grad = objective.value_and_grad(x.detach())
+        parts, grad = objective.value_and_grad(self._images())
         for i, p in enumerate(self.params):
             p.grad = grad[i:i + 1].contiguous()  # L-BFGS views it flat
         return parts.double().cpu() if read else None
@@ -159,20 +197,35 @@ class ScaleRun:
             for opt_k, loss_k in zip(self.optimizers, per_image, strict=True):
                 opt_k.step(lambda loss_k=loss_k: loss_k)  # gradient is already in .grad
         if self.ema is not None:
-            self.ema.update(torch.cat(self.params).detach())
+            self.ema.update(self._images())
 
     def iterate(self) -> torch.Tensor:
-        """The result of this scale so far (K,C,h,w): the averaged iterate if averaging."""
+        """The result of this scale so far (K,C,h,w): the averaged iterate if averaging.
+        Read only: with one image it is the image being optimised itself, not a copy."""
         with torch.no_grad():
             if self.ema is not None:
                 return self.ema.get().clamp(0, 1)
-            return torch.cat(self.params).detach()
+            return self._images()
 
     def current(self) -> torch.Tensor:
         """The current result as an RGB image (K,3,h,w) in [0, 1]."""
-        y = self.ema.get() if self.ema is not None else torch.cat(self.params).detach()
+        y = self.ema.get() if self.ema is not None else self._images()
         y = y.clamp(0, 1)
         return color.with_luminance(y, self.content).clamp(0, 1) if self.lum else y
+
+    def _images(self) -> torch.Tensor:
+        """The images being optimised as one (K,C,h,w) tensor: with one image, its leaf
+        detached (cat always copies: an image-sized copy at the end of every scale)."""
+        if len(self.params) == 1:
+            return self.params[0].detach()
+        return torch.cat(self.params).detach()
+
+    def close(self) -> None:
+        """The scale is over: let the optimiser state and the gradients go (`iterate` still
+        gives the result). Read `adam_state` first if the next scale wants it."""
+        for p in self.params:
+            p.grad = None
+        self.optimizers = []
 
     def adam_state(self) -> AdamState | None:
         """Adam's moments per image, for the next scale's warm start."""

@@ -184,6 +184,8 @@ def _prepared(image: torch.Tensor, content: torch.Tensor | None, size: int,
         image = y.expand(3, -1, -1)
     longest = max(1, round(size * opts.style_scale))
     hw = fit_longest(image.shape[-2:], longest)
+    if hw == tuple(image.shape[-2:]):  # already so (read at --style-size): interpolate
+        return image[None]  # would give the same values, in a copy of print size
     # not resize_to, which clamps: a colour-matched style may leave [0, 1] on purpose
     return F.interpolate(image[None], size=hw, mode="bicubic", antialias=True)
 
@@ -194,7 +196,7 @@ def fingerprint(styles: Sequence[torch.Tensor]) -> str:
     for image in styles:
         pixels = image.detach().to("cpu", torch.float32).contiguous()
         digest.update(repr(tuple(pixels.shape)).encode())
-        digest.update(pixels.numpy().tobytes())
+        digest.update(pixels.numpy())  # its buffer: tobytes() copied a print-sized style
     return digest.hexdigest()
 
 

@@ -38,6 +38,7 @@ from artconv.nets.extractor import FeatureExtractor
 from artconv.nets.geometry import walk
 from artconv.nets.tiling import (
     GIB,
+    FreedMemory,
     MemoryEstimate,
     Tile,
     add_crop,
@@ -125,6 +126,7 @@ def assemble(net: Net, image: torch.Tensor, layers: Sequence[str], plan: TilePla
     network's output precision: bf16 maps held as bf16 are exact and half the size (the
     largest image-sized buffer of a run: 64 bytes per pixel for relu3_1 in fp32)."""
     out: dict[str, torch.Tensor] = {}
+    freed = FreedMemory(image.device)
     for i, t in enumerate(plan.tiles):
         feats = net.features(rgb(t.crop(image)), layers)
         for name in layers:
@@ -133,6 +135,8 @@ def assemble(net: Net, image: torch.Tensor, layers: Sequence[str], plan: TilePla
                 h, w = plan.maps[name][1]
                 out[name] = part.new_zeros((image.shape[0], part.shape[1], h, w))
             out[name][..., rows, cols] = part
+        del feats, part  # not alive through the next tile's pass
+        freed.tile_done()
     return out
 
 
@@ -182,11 +186,12 @@ class TiledObjective(Objective):
         slopes = {k: tuple(next(it) for _ in v) for k, v in leaves.items()}
         grad = torch.zeros_like(x)
         last = len(plan) - 1
+        freed = FreedMemory(x.device)
         for done, i in enumerate((last, *range(last)), 1):  # the last tile's maps are
             made, kept = (kept, None) if i == last else (None, kept)  # still there
             self._tile_gradient(x, plan, i, plan.tiles[i], slopes, grad, made)
             del made  # that tile's graph: not alive through the next tile's pass
-            self._tick(done, plan)
+            self._tick(done, plan, freed)
         pixel = []
         for _, w, term in self.terms:
             if term.layers:
@@ -212,6 +217,7 @@ class TiledObjective(Objective):
         sums: Sums = {}
         content = x.new_zeros(x.shape[0])
         kept: Made | None = None
+        freed = FreedMemory(x.device)
         for i, t in enumerate(plan.tiles):
             keep = keep_last and i == len(plan) - 1
             with torch.set_grad_enabled(keep):
@@ -223,7 +229,8 @@ class TiledObjective(Objective):
                     content += self.content.owned(plan.parts(i, feats, self.content.layers))
             if keep:
                 kept = (crop, feats)
-            self._tick(i + 1, plan)
+            del crop, feats  # not alive through the next tile's pass (unless kept)
+            self._tick(i + 1, plan, freed)
         return sums, content, kept
 
     def _tile_gradient(self, x: torch.Tensor, plan: TilePlan, i: int, t: Tile,
@@ -254,8 +261,10 @@ class TiledObjective(Objective):
                 (g,) = torch.autograd.grad(outputs, crop, grads)
                 add_crop(grad, t, g)
 
-    def _tick(self, done: int, plan: TilePlan) -> None:
-        """`done` tiles of this pass are done."""
+    def _tick(self, done: int, plan: TilePlan, freed: FreedMemory) -> None:
+        """`done` tiles of this pass are done: freed memory that piled up goes back to the
+        system, and `on_tile` is told."""
+        freed.tile_done()
         self.tile_passes += 1
         if self.on_tile is not None:
             self.on_tile(done, len(plan))
@@ -321,6 +330,7 @@ class TiledTargetMaker(TargetMaker):
         masks = {n: (None if region is None else lf.layer_mask(region, plan.maps[n][1]))
                  for n in layers}
         out: dict[str, list[Any]] = {}
+        freed = FreedMemory(image.device)
         for i, t in enumerate(plan.tiles):
             feats = self.net.features(t.crop(image), layers)
             with fp32():
@@ -334,6 +344,8 @@ class TiledTargetMaker(TargetMaker):
                         out[name][1] += first
                     else:
                         out[name] = [second, first]
+            del feats  # not alive through the next tile's pass
+            freed.tile_done()
         result: dict[str, tuple[torch.Tensor, torch.Tensor, Any]] = {}
         for name, (second, first) in out.items():
             h, w = plan.maps[name][1]
