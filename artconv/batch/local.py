@@ -160,9 +160,12 @@ class LocalRunner:
                    sources: Sequence[str], record: Record) -> None:
         """One engine call on the chunk's inputs stacked, then each result written."""
         start = time.perf_counter()
+        images = [image for _, image in chunk]
+        # one image (every single job, every print): a view, not a stacked copy of the photo
+        batch = images[0][None] if len(images) == 1 else torch.stack(images)
+        del images
         try:
-            result = engine.run(torch.stack([image for _, image in chunk]),
-                                **inputs, **self.inputs)
+            result = engine.run(batch, **inputs, **self.inputs)
         except Interrupted as stopped:  # Ctrl-C: save what each job has, then stop
             save_interrupted(spec, engine, stopped.image, [job for job, _ in chunk], sources,
                              record)

@@ -265,4 +265,26 @@ def test_sheet_and_failure_count_with_a_bad_input(tmp_path, grid):
     report = batch.render(jobs, {"style": opts.replace(iterations=(1,))}, progress=progress)
     assert report.count("failed") == 1 and counts[-1] == 1
     sheet = batch.sheet_for(report, tmp_path / "sheet.png")  # the bad row is left blank
-    assert load_image(sheet).shape[-2:] == (4 * 198 + 6, 2 * 198 + 6)
+    # rows: the square style's header, two 26x32 photos at the 192 px thumb, and the bad
+    # input's row of empty boxes (a thumb high); each followed by the 6 px gap
+    row = round(192 * 26 / 32)
+    assert load_image(sheet).shape[-2:] == (6 + 198 + 2 * (row + 6) + 198, 2 * 198 + 6)
+
+
+def test_one_job_hands_the_engine_its_photo_not_a_stacked_copy(tmp_path, grid, monkeypatch):
+    """A chunk of one image (every single job and print) is passed as a view of the loaded
+    photo: stacking it would copy the photo (12 bytes per pixel at print size)."""
+    from artconv.style import StyleTransfer
+
+    contents, styles, opts = grid
+    seen = []
+    real = StyleTransfer.run
+
+    def spy(self, content, *args, **kwargs):
+        seen.append(content._base is not None)
+        return real(self, content, *args, **kwargs)
+
+    monkeypatch.setattr(StyleTransfer, "run", spy)
+    jobs = batch.plan("style", [str(contents[0])], styles=styles[:1], out_dir=tmp_path / "o")
+    report = batch.render(jobs, {"style": opts.replace(iterations=(1,))})
+    assert report.ok and seen == [True]
