@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -144,3 +147,27 @@ def local_ray(tmp_path_factory, num_cpus: int = 2) -> Iterator[str]:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+class LiveTensors(TorchDispatchMode):
+    """Peak bytes of live tensors of at least `min_bytes` made by torch ops (the image-sized
+    buffers of an engine run, counted exactly, whatever the allocator keeps)."""
+
+    def __init__(self, min_bytes: int) -> None:
+        super().__init__()
+        self.min_bytes, self.live, self.now, self.peak = min_bytes, {}, 0, 0
+
+    def _free(self, ptr: int) -> None:
+        self.now -= self.live.pop(ptr, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes() >= self.min_bytes:
+                ptr = t.untyped_storage().data_ptr()
+                if ptr not in self.live:
+                    self.live[ptr] = t.untyped_storage().nbytes()
+                    self.now += self.live[ptr]
+                    weakref.finalize(t, self._free, ptr)
+        self.peak = max(self.peak, self.now)
+        return out

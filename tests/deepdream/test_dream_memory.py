@@ -7,18 +7,15 @@ the plain Laplacian expressions); the engine must give bit-identical dreams."""
 from __future__ import annotations
 
 import functools
-import weakref
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from artconv.deepdream import transforms as T
 from artconv.deepdream.engine import Dreamer, DreamOptions
 from artconv.io.images import resize_to
 from artconv.nets.extractor import FeatureExtractor
-from tests.conftest import tiny_sequential
+from tests.conftest import LiveTensors, tiny_sequential
 
 pytestmark = pytest.mark.filterwarnings("ignore:--tile")
 CONFIGS = [{}, {"lap_levels": 3}, {"scale_jitter": 0.1, "rotate_jitter": 5, "lap_levels": 2},
@@ -86,29 +83,6 @@ def test_lap_normalize_in_place_is_bit_identical():
                            _lap_plain(grad, 4, circular))
 
 
-class _Live(TorchDispatchMode):
-    """Peak bytes of live tensors of at least `min_bytes` made by torch ops."""
-
-    def __init__(self, min_bytes: int) -> None:
-        super().__init__()
-        self.min_bytes, self.live, self.now, self.peak = min_bytes, {}, 0, 0
-
-    def _free(self, ptr: int) -> None:
-        self.now -= self.live.pop(ptr, 0)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes() >= self.min_bytes:
-                ptr = t.untyped_storage().data_ptr()
-                if ptr not in self.live:
-                    self.live[ptr] = t.untyped_storage().nbytes()
-                    self.now += self.live[ptr]
-                    weakref.finalize(t, self._free, ptr)
-        self.peak = max(self.peak, self.now)
-        return out
-
-
 @pytest.mark.parametrize("lap", [0, 4])
 def test_image_sized_buffers_at_the_peak(lap):
     """At most 5 fp32 RGB images' worth (60 bytes per pixel) is alive at once: the input,
@@ -119,6 +93,6 @@ def test_image_sized_buffers_at_the_peak(lap):
     image = torch.rand(3, 256, 256, generator=torch.Generator().manual_seed(3))
     pixels = 256 * 256
     objective = d.prepare(image)  # (it may look at the whole image once, untiled)
-    with _Live(min_bytes=6 * pixels) as live:  # half an RGB image: the image-sized ones
+    with LiveTensors(min_bytes=6 * pixels) as live:  # half an RGB image: the image-sized ones
         d.run(image, objective)
     assert live.peak / pixels <= 60, live.peak / pixels

@@ -6,13 +6,9 @@ iterate as the result); the engine's in-place step must give bit-identical resul
 
 from __future__ import annotations
 
-import weakref
-
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from artconv.losses import terms
 from artconv.nets import tiling
@@ -20,7 +16,7 @@ from artconv.nets.extractor import FeatureExtractor
 from artconv.style import StyleOptions, StyleTransfer
 from artconv.style.optimise import InPlaceAdam, warm_start
 from artconv.style.targets import _prepared
-from tests.conftest import tiny_sequential
+from tests.conftest import LiveTensors, tiny_sequential
 
 BASE = {"content_layers": ("r2",), "style_layers": ("r1", "r2", "r3"), "optimizer": "adam",
         "device": "cpu", "precision": "fp32", "tile": 48}
@@ -36,29 +32,6 @@ def images(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(1, 3, h, w, generator=gen), torch.rand(3, 40, 56, generator=gen)
 
 
-class _Live(TorchDispatchMode):
-    """Peak bytes of live tensors of at least `min_bytes` made by torch ops."""
-
-    def __init__(self, min_bytes: int) -> None:
-        super().__init__()
-        self.min_bytes, self.live, self.now, self.peak = min_bytes, {}, 0, 0
-
-    def _free(self, ptr: int) -> None:
-        self.now -= self.live.pop(ptr, 0)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes() >= self.min_bytes:
-                ptr = t.untyped_storage().data_ptr()
-                if ptr not in self.live:
-                    self.live[ptr] = t.untyped_storage().nbytes()
-                    self.now += self.live[ptr]
-                    weakref.finalize(t, self._free, ptr)
-        self.peak = max(self.peak, self.now)
-        return out
-
-
 def test_image_sized_buffers_at_the_peak(monkeypatch):
     """A tiled Adam run holds at its peak the content target (r2: 16 channels at 1/2 x 1/2,
     16 bytes per pixel), the iterate, its gradient and Adam's two moments (12 each): 64
@@ -70,7 +43,7 @@ def test_image_sized_buffers_at_the_peak(monkeypatch):
     content, style = images(192, 192)
     st = engine(size=192, iterations=(3,))
     pixels = 192 * 192
-    with _Live(min_bytes=6 * pixels) as live:  # half an RGB image: the image-sized ones
+    with LiveTensors(min_bytes=6 * pixels) as live:  # half an RGB image: the image-sized ones
         st.run(content, [style])
     assert live.peak / pixels <= 64, live.peak / pixels
 
