@@ -110,6 +110,9 @@ def product(fm: torch.Tensor, f: torch.Tensor, kind: str,
         if minus is not None:
             head = minus.to(torch.bfloat16)
             tail = minus - head.float()
+            if fm.shape[0] == 1:  # one image: baddbmm would copy a flattened channels_last
+                # map (its batch stride is not the one it expects); addmm takes it as it is
+                return torch.addmm(-head[0], fm[0], f[0].mT)[None].float().sub_(tail)
             return torch.baddbmm(-head, fm, f.mT).float().sub_(tail)
     wide = _wide(f)  # once: `fm` is `f` itself unless a mask weighs it
     prod = torch.bmm(wide if fm is f else _wide(fm), wide.mT)
