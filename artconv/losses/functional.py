@@ -110,10 +110,8 @@ class _Moments(torch.autograd.Function):
 
     Written out because autograd's own backward of ``bmm(F m, F^T)`` does two matmuls and
     sums two full-size gradients (one of them transposed); with the product symmetric, one
-    matmul ``(dG + dG^T) F`` gives the gradient. It is written straight into a new tensor
-    of the maps' own shape and memory layout (NHWC stays NHWC; not a view), which autograd
-    may then take over and add the next layer's gradient to in place, rather than
-    allocating a third full-size map for the sum. For bf16 maps measured faster widened,
+    matmul ``(dG + dG^T) F`` gives the gradient (`moment_grad`), in the maps' own layout,
+    rather than a third full-size map for the sum. For bf16 maps measured faster widened,
     the fp32 copy is kept for the backward rather than converted twice. A constant `minus`
     is taken off inside the product (`precision.product`); the backward is the same.
     """
@@ -140,24 +138,53 @@ class _Moments(torch.autograd.Function):
         fw, m = ctx.saved_tensors
         if not ctx.needs_input_grad[0] or (d_sum is None and d_prod is None):
             return None, None, None, None
-        f = fw.flatten(2)
-        rows = _rows(fw)
-        if rows is not None:  # NHWC: channels fastest, so the (P,C) rows are contiguous
-            grad = torch.empty_like(fw)
-            if d_prod is None:
-                grad.zero_()
-            else:
-                precision.product_grad(rows, d_prod, ctx.kind, rows=True, out=_rows(grad))
-        elif d_prod is None:
-            grad = torch.zeros(fw.shape, dtype=fw.dtype, device=fw.device)
+        mask = None if m is None else m.view(m.shape[0], 1, *fw.shape[2:])
+        return moment_grad(fw, d_prod, d_sum, mask, ctx.kind).to(ctx.dtype), None, None, None
+
+
+@torch.no_grad()  # a gradient handed to autograd, never differentiated itself
+def moment_grad(maps: torch.Tensor, d_prod: torch.Tensor | None, d_sum: torch.Tensor | None,
+                mask: torch.Tensor | None, kind: str,
+                where: tuple[slice, slice] | None = None) -> torch.Tensor:
+    """The gradient at `maps` (N,C,...) of ``<d_prod, F diag(m) F^T> + <d_sum, F m>`` over
+    the positions `where` (rows, cols of 4-d maps; all if None): ``m ((dP + dP^T) f +
+    d_sum)`` there, 0 elsewhere; `mask` m (N|1,1,...) covers those positions (None: 1).
+    The product runs as `kind` ("bf16": in the maps' bf16; else widened), written straight
+    into a new tensor of the maps' shape and memory layout (NHWC stays NHWC), which
+    autograd may take over and add the next layer's gradient to in place. Given a tile's
+    whole map and its owned positions as `where`, the product over the margin too costs
+    less than cutting out the owned positions: they are not one block of memory in either
+    layout, and autograd would widen their gradient back to the whole map."""
+    fw = maps if kind == precision.BF16 else _wide(maps)
+    rows = _rows(fw)
+    if rows is not None:  # NHWC: channels fastest, so the (P,C) rows are contiguous
+        grad = torch.empty_like(fw)
+        if d_prod is None:
+            grad.zero_()
         else:
-            grad = precision.product_grad(f, d_prod, ctx.kind).view(fw.shape)
-        flat = grad.flatten(2)
-        if d_sum is not None:
-            flat.add_(d_sum.unsqueeze(-1))
-        if m is not None:
-            flat.mul_(m)
-        return grad.to(ctx.dtype), None, None, None
+            precision.product_grad(rows, d_prod, kind, rows=True, out=_rows(grad))
+    elif d_prod is None:
+        grad = torch.zeros(fw.shape, dtype=fw.dtype, device=fw.device)
+    else:
+        grad = precision.product_grad(fw.flatten(2), d_prod, kind).view(fw.shape)
+    owned = grad if where is None else grad[..., where[0], where[1]]
+    if d_sum is not None:
+        owned.add_(d_sum.view(*d_sum.shape, *[1] * (owned.dim() - 2)))
+    if mask is not None:
+        owned.mul_(mask)
+    if where is not None:
+        _zero_outside(grad, *where)
+    return grad
+
+
+def _zero_outside(t: torch.Tensor, rows: slice, cols: slice) -> None:
+    """Zero `t` (...,H,W) outside the block [rows, cols] (slices with steps of 1)."""
+    top, bottom = rows.start or 0, t.shape[-2] if rows.stop is None else rows.stop
+    left, right = cols.start or 0, t.shape[-1] if cols.stop is None else cols.stop
+    t[..., :top, :].zero_()
+    t[..., bottom:, :].zero_()
+    t[..., top:bottom, :left].zero_()
+    t[..., top:bottom, right:].zero_()
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor | None:
@@ -208,6 +235,19 @@ def gram_loss(features: torch.Tensor, target: torch.Tensor,
     scale = c * _total(features.flatten(2), mask)
     _, diff = moment_sums(features, mask, sums=False, minus=target * scale)
     return (diff / scale).square().flatten(1).mean(1)
+
+
+def gram_sum(maps: torch.Tensor, mask: torch.Tensor | None, target: torch.Tensor
+             ) -> torch.Tensor:
+    """``sum m f f^T`` (N,C,C), fp32, of maps (N,C,...), whose Gram is to be compared with
+    `target` (N|1,C,C). Where the statistics run in bf16 on a CPU (`precision.fuses`), it is
+    taken as a fused difference from the target's share of it, which is then added back in
+    fp32: the product rounded to bf16 would be off by more than a converged difference."""
+    c = maps.shape[1]
+    if not precision.fuses(maps.device, maps.dtype, c, maps[0, 0].numel()):
+        return moment_sums(maps, mask, sums=False)[1]
+    share = target * (c * _total(maps.flatten(2), mask))
+    return moment_sums(maps, mask, sums=False, minus=share)[1].add_(share)
 
 
 def gram_scale(target: torch.Tensor) -> torch.Tensor:

@@ -45,11 +45,13 @@ class Term(Protocol):
 class Part(NamedTuple):
     """The positions of one layer's map that a tile owns: where they sit in the whole map,
     the whole map's size, and their features: (N,C,p) in fp32 for the sums, or for
-    `Style.gradients` the owned maps (N,C,h,w) as the network made them (dtype, layout)."""
+    `Style.gradients` maps as the network made them (dtype, layout): the owned maps
+    (N,C,h,w), or the tile's whole map with `local`, where the owned ones sit in it."""
 
     where: Slices
     grid: tuple[int, int]
     features: torch.Tensor
+    local: Slices | None = None
 
 
 # -- content ---------------------------------------------------------------------------------
@@ -163,34 +165,29 @@ class StyleLoss:
             rows, cols = part.where
             m = self.regions.at(part.grid)[self.region:self.region + 1, :, rows, cols]
             m = m.flatten(2)
-        first, second = lf.moment_sums(part.features, m, sums=self.w2)
-        return (second, first) if self.w2 else (second,)
+        if not self.w2:
+            return (lf.gram_sum(part.features, m, self.target),)
+        first, second = lf.moment_sums(part.features, m)
+        return (second, first)
 
     def gradient(self, part: Part, slopes: Sequence[torch.Tensor | None]
                  ) -> torch.Tensor | None:
-        """The gradient of ``<D2, sum m f f^T> + <D1, sum m f>`` (the `slopes` D of the loss
-        with respect to `sums`) at the owned maps (N,C,h,w) of `part`: ``m ((D2 + D2^T) f +
-        D1)``, in the maps' dtype and channels-last rows, as `lf.moment_sums`'s backward
-        computes it. Written out, not autograd's: the surrogate's value is never needed, so
-        its product (and the maps widened for it) is not computed; None if D is all None."""
+        """The gradient of ``<D2, sum m f f^T> + <D1, sum m f>`` over the owned positions
+        (the `slopes` D of the loss with respect to `sums`) at `part.features`: ``m ((D2 +
+        D2^T) f + D1)`` at the owned positions (all of them, or `part.local` of a tile's
+        whole map), 0 elsewhere, in the maps' dtype and layout (`lf.moment_grad`). Not
+        autograd's: the surrogate's value is never needed, so its product (and the maps
+        widened for it) is not computed. None if D is all None."""
         d2, d1 = slopes[0], (slopes[1] if self.w2 else None)
         if d2 is None and d1 is None:
             return None
         f = part.features
-        n, c, h, w = f.shape
-        rows = f.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a copy unless already rows
-        if d2 is None:
-            grad = torch.zeros_like(rows)
-        else:
-            kind = precision.choose(f.device, f.dtype, c, h * w)
-            grad = precision.product_grad(rows, d2, kind, rows=True).to(f.dtype)
-        if d1 is not None:
-            grad.add_(d1.unsqueeze(1).to(grad.dtype))
+        m = None
         if self.regions is not None:
-            (r, cl) = part.where
-            m = self.regions.at(part.grid)[self.region:self.region + 1, :, r, cl]
-            grad.mul_(m.flatten(2).mT.to(grad.dtype))
-        return grad.view(n, h, w, c).permute(0, 3, 1, 2)
+            rows, cols = part.where
+            m = self.regions.at(part.grid)[self.region:self.region + 1, :, rows, cols]
+        kind = precision.choose(f.device, f.dtype, f.shape[1], f[0, 0].numel())
+        return lf.moment_grad(f, d2, d1, m, kind, part.local).to(f.dtype)
 
     def from_sums(self, sums: tuple[torch.Tensor, ...], grid: Sequence[int]) -> torch.Tensor:
         """`value` from the sums over all of a layer's positions (grid `grid`)."""
@@ -265,15 +262,16 @@ class Style:
 
     def gradients(self, parts: Mapping[str, Part], slopes: Mapping[tuple[str, int], Sequence[
             torch.Tensor | None]]) -> dict[str, torch.Tensor]:
-        """Per layer, the gradient at a tile's owned maps (`Part.features` (N,C,h,w)) of the
-        surrogate ``sum <D, s>`` over the tile's own sums s and the row's derivatives D with
-        respect to the gathered sums: at every owned position, the row's true gradient."""
+        """Per layer, the gradient at `Part.features` (a tile's owned maps, or its whole map
+        with `Part.local`) of the surrogate ``sum <D, s>`` over the tile's own sums s and
+        the row's derivatives D with respect to the gathered sums: at every owned position,
+        the row's true gradient; 0 at the margin's."""
         out: dict[str, torch.Tensor] = {}
         for name, _, per in self.pieces:
             for k, p in enumerate(per):
                 g = p.gradient(parts[name], slopes[(name, k)])
-                if g is not None:
-                    out[name] = g if name not in out else out[name] + g
+                if g is not None:  # each a new tensor: the first may take the rest
+                    out[name] = g if name not in out else out[name].add_(g)
         return out
 
 

@@ -91,14 +91,20 @@ class TilePlan:
                                "geometry puts it, so tiles cannot be exact; use --tile 0")
         return whole, f[..., rows, cols]
 
-    def part(self, index: int, name: str, f: torch.Tensor) -> tuple[Slices, torch.Tensor]:
-        """(where in the whole map, the owned features (N,C,p) in fp32) of tile `index`'s
-        map `f` of layer `name`."""
+    def part(self, index: int, name: str, f: torch.Tensor, as_is: bool = False
+             ) -> tuple[Slices, torch.Tensor]:
+        """(where in the whole map, the owned features (N,C,p) in fp32 (float64 maps stay
+        float64), or `as_is` in f's dtype) of tile `index`'s map `f` of layer `name`: one
+        copy."""
         whole, owned = self.piece(index, name, f)
-        # One copy: the owned slice of a channels_last map is not contiguous either way, so
-        # widening and flattening are done together (`.float()` keeps the strides, and the
-        # flatten then copied a second time).
         wide = torch.float64 if f.dtype == torch.float64 else torch.float32
+        wide = f.dtype if as_is else wide
+        n, c, h, w = owned.shape
+        if f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous():
+            # NHWC: copied as its rows (P,C), each a run of memory, and seen as (C,P); a
+            # copy into NCHW order would transpose every element on the way (4x slower)
+            rows = torch.empty((n, h, w, c), dtype=wide, device=f.device)
+            return whole, rows.copy_(owned.permute(0, 2, 3, 1)).view(n, h * w, c).mT
         return whole, owned.to(wide, memory_format=torch.contiguous_format).flatten(2)
 
     @property
@@ -107,14 +113,19 @@ class TilePlan:
         return {name: hw for name, (_, hw) in self.maps.items()}
 
     def parts(self, index: int, feats: Mapping[str, torch.Tensor], layers: Sequence[str], *,
-              as_made: bool = False) -> dict[str, Part]:
+              as_made: bool = False, as_is: bool = False) -> dict[str, Part]:
         """Tile `index`'s owned positions of each of `layers`, as the terms take them:
-        flattened in fp32 (`part`), or `as_made` the owned maps as views (`piece`)."""
+        flattened (`part`, in fp32 or `as_is`), or `as_made` the tile's whole maps as
+        they are, with where the owned positions sit in them (`Part.local`)."""
         out = {}
         for name in layers:
-            take = self.piece if as_made else self.part
-            where, f = take(index, name, feats[name])
-            out[name] = Part(where, self.maps[name][1], f)
+            if as_made:
+                where, _ = self.piece(index, name, feats[name])  # checks the geometry
+                out[name] = Part(where, self.maps[name][1], feats[name],
+                                 self.owned[index][name][1])
+            else:
+                where, f = self.part(index, name, feats[name], as_is)
+                out[name] = Part(where, self.maps[name][1], f)
         return out
 
 
@@ -224,7 +235,9 @@ class TiledObjective(Objective):
                 crop = t.crop(x).detach().requires_grad_(keep)
                 feats = self.net.features(rgb(crop), self.layers)
             with torch.no_grad(), fp32():
-                self.style.sums(plan.parts(i, feats, self.style.layers), into=sums)
+                # bf16 maps as they are: the Gram sums may be a fused bf16 product
+                self.style.sums(plan.parts(i, feats, self.style.layers, as_is=True),
+                                into=sums)
                 if self.content.pieces:
                     content += self.content.owned(plan.parts(i, feats, self.content.layers))
             if keep:
@@ -237,7 +250,7 @@ class TiledObjective(Objective):
                        slopes: Mapping[tuple[str, int], tuple[torch.Tensor | None, ...]],
                        grad: torch.Tensor, made: Made | None = None) -> None:
         """Pass 2 for one tile: the surrogate's gradient, added into `grad`. The style
-        part enters as the gradients at the owned maps (`losses.Style.gradients`), in the
+        part enters as the gradients at the whole maps (`losses.Style.gradients`), in the
         maps' own precision; the content part as its owned value. `made`: the tile's crop
         and maps with their graph, if pass 1 kept them."""
         with torch.enable_grad():
@@ -255,7 +268,7 @@ class TiledObjective(Objective):
                     grads.append(None)
                 pieces = plan.parts(i, feats, self.style.layers, as_made=True)
                 for name, g in self.style.gradients(pieces, slopes).items():
-                    outputs.append(pieces[name].features)
+                    outputs.append(feats[name])
                     grads.append(g)
             if outputs:
                 (g,) = torch.autograd.grad(outputs, crop, grads)

@@ -38,7 +38,9 @@ def style_term(kind: str, regions: bool, relative: bool) -> losses.Style:
 @pytest.mark.parametrize("kind", ["gram", "w2"])
 @pytest.mark.parametrize("regions", [False, True])
 @pytest.mark.parametrize("relative", [False, True])
-def test_style_from_gathered_sums_and_surrogate_equal_the_whole_map(kind, regions, relative):
+@pytest.mark.parametrize("whole_map", [False, True])
+def test_style_from_gathered_sums_and_surrogate_equal_the_whole_map(kind, regions, relative,
+                                                                   whole_map):
     f = rand(2, 4, 7, 9, seed=4).requires_grad_(True)
     style = style_term(kind, regions, relative)
     whole = style({"a": f}, f)
@@ -56,8 +58,12 @@ def test_style_from_gathered_sums_and_surrogate_equal_the_whole_map(kind, region
     slopes = {k: tuple(next(found) for _ in v) for k, v in leaves.items()}
     grad = torch.zeros_like(f)
     for r, c in BLOCKS:  # each part's surrogate gradient, as a tile's second pass
-        owned = {"a": losses.Part((r, c), (7, 9), f.detach()[..., r, c])}
-        grad[..., r, c] += style.gradients(owned, slopes)["a"]
+        if whole_map:  # given the whole map: its gradient there, 0 off the part
+            owned = {"a": losses.Part((r, c), (7, 9), f.detach(), (r, c))}
+            grad += style.gradients(owned, slopes)["a"]
+        else:
+            owned = {"a": losses.Part((r, c), (7, 9), f.detach()[..., r, c])}
+            grad[..., r, c] += style.gradients(owned, slopes)["a"]
     torch.testing.assert_close(grad, expected)
 
 
