@@ -44,7 +44,8 @@ class Term(Protocol):
 
 class Part(NamedTuple):
     """The positions of one layer's map that a tile owns: where they sit in the whole map,
-    the whole map's size, and their features: (N,C,p) in fp32 for the sums, or for
+    the whole map's size, and their features: (N,C,p) for the sums (fp32, or bf16 maps as
+    they are: the Gram sums may be a fused bf16 product, `lf.gram_sum`), or for
     `Style.gradients` maps as the network made them (dtype, layout): the owned maps
     (N,C,h,w), or the tile's whole map with `local`, where the owned ones sit in it."""
 

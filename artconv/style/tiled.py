@@ -97,8 +97,7 @@ class TilePlan:
         float64), or `as_is` in f's dtype) of tile `index`'s map `f` of layer `name`: one
         copy."""
         whole, owned = self.piece(index, name, f)
-        wide = torch.float64 if f.dtype == torch.float64 else torch.float32
-        wide = f.dtype if as_is else wide
+        wide = f.dtype if as_is or f.dtype == torch.float64 else torch.float32
         n, c, h, w = owned.shape
         if f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous():
             # NHWC: copied as its rows (P,C), each a run of memory, and seen as (C,P); a
