@@ -41,6 +41,17 @@ def test_content_loss_is_per_image_mse():
     torch.testing.assert_close(losses.content_loss(f, target), torch.tensor([5.0, 5.0]))
 
 
+def test_content_loss_of_channels_last_maps_has_a_channels_last_gradient():
+    """The network's maps are NHWC: an NCHW gradient would be added to the next layer's NHWC
+    one element by element across layouts (what made this loss 6x slower at relu4_2)."""
+    f = torch.rand(2, 8, 5, 6).contiguous(memory_format=torch.channels_last)
+    target = torch.rand(1, 8, 5, 6).contiguous(memory_format=torch.channels_last)
+    leaf = f.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(losses.content_loss(leaf, target).sum(), leaf)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(grad, 2 * (f - target) / (8 * 5 * 6))
+
+
 def test_gram_of_channels_last_and_bf16_features():
     f = _feats(2, 8, 5, 6)
     cl = f.to(memory_format=torch.channels_last)
